@@ -1,0 +1,1 @@
+"""plait.deploy: renders Dockerfile, Kubernetes, Compose and systemd files."""

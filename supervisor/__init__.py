@@ -1,0 +1,1 @@
+"""plait.supervisor: binds listeners and runs the workers; the ``plait`` command."""

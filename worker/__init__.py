@@ -1,0 +1,1 @@
+"""plait.worker: the per-core worker of a reactor cluster."""
