@@ -1,0 +1,25 @@
+"""plait.cluster.reactor: the reactors and how to run one.
+
+``Reactor`` is the native reactor (stdlib ``selectors``: epoll on Linux).
+``get_reactor()`` returns the process's reactor, made on first use, and
+``react(main, argv)`` runs ``main(reactor, *argv)`` until what it returns finishes,
+then exits the process.
+"""
+
+from __future__ import annotations
+
+from plait.cluster._delayed_call import DelayedCall
+from plait.cluster._react import get_reactor, react, set_reactor
+from plait.cluster._reactor_select import Handle, Reactor, ReactorNotRunning
+from plait.cluster._tcp import Port
+
+__all__ = [
+    "DelayedCall",
+    "Handle",
+    "Port",
+    "Reactor",
+    "ReactorNotRunning",
+    "get_reactor",
+    "react",
+    "set_reactor",
+]
