@@ -1,0 +1,756 @@
+"""Deferred: a result that is not there yet, with a chain of callbacks.
+
+Theory of operation
+-------------------
+A Deferred holds a flat list of callback entries. Each entry is a pair of triples,
+``((callback, args, kwargs), (errback, args, kwargs))``; when the Deferred fires,
+entries run in order, each getting the current result, and whatever it returns
+(or raises, as a ``Failure``) becomes the result for the next entry. A ``Failure``
+result selects the errback half of an entry, anything else the callback half. The
+half that does nothing is the shared ``_PASS`` triple, which the runner skips
+without calling anything. ``kwargs`` is ``None`` when none were given.
+
+Rules (Twisted's, except where noted):
+
+- Callbacks added after firing run at once.
+- A callback that returns a Deferred pauses this one until that one fires; its
+  result then continues down this chain. If it has already fired, its result is
+  taken at once.
+- Waiting is recorded by appending a *continuation* entry (``_CONTINUE``) to the
+  inner Deferred; ``chain_deferred`` appends a ``_CHAIN`` entry. When the runner
+  reaches either kind, it hands the result over and switches to the other
+  Deferred on an explicit stack instead of calling into it, so that arbitrarily
+  long chains neither recurse nor do more than constant work per entry: entries
+  are consumed by index (``_pos``), never by ``list.pop(0)``.
+- ``cancel()`` on a Deferred that has not fired calls its canceller and then, if
+  it still has not fired, errbacks it with ``CancelledError``; afterwards any
+  ``callback()``/``errback()`` from the cancelled operation is ignored. A
+  canceller that raises is logged and the Deferred still errbacks (Twisted hangs
+  there, its issue #9534). A Deferred waiting on another one cancels that one.
+- A chain that ends on a ``Failure`` arms a ``_DebugInfo`` whose finaliser logs
+  the failure when the Deferred is garbage collected unhandled, on the
+  ``plait.defer`` logger, and tells ``_unhandled_error_observers``. Only failing
+  Deferreds (or every one, in debug mode) carry that object, so the common case
+  pays nothing for it.
+
+The asyncio bridges, coroutines and ``inline_callbacks`` live in ``_defer_async``,
+the combinators in ``_defer_list`` and the locks and queues in ``_defer_sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+
+from plait.cluster._failure import Failure
+from plait.cluster._failure import NoCurrentExceptionError as NoCurrentExceptionError
+
+if TYPE_CHECKING:
+    from plait.cluster.interfaces import IReactorTime
+
+__all__ = [
+    "AlreadyCalledError",
+    "CancelledError",
+    "Deferred",
+    "DeferredLoopError",
+    "TimeoutError",
+    "fail",
+    "get_debugging",
+    "maybe_deferred",
+    "set_debugging",
+    "succeed",
+]
+
+T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
+
+logger = logging.getLogger("plait.defer")
+
+#: Called with the Failure of every Deferred garbage collected with an unhandled
+#: error, after it is logged. The pytest plugin appends to this list.
+_unhandled_error_observers: list[Callable[[Failure], None]] = []
+
+_debugging = os.environ.get("PLAIT_DEFER_DEBUG", "") not in ("", "0")
+
+
+def set_debugging(on: bool) -> None:
+    """Turn debug mode on or off for Deferreds created from now on.
+
+    In debug mode every Deferred records the stack where it was created and the
+    stack where it was first fired; ``AlreadyCalledError`` and the log of an
+    unhandled error include them. The environment variable ``PLAIT_DEFER_DEBUG=1``
+    turns it on at import time.
+    """
+    global _debugging
+    _debugging = bool(on)
+
+
+def get_debugging() -> bool:
+    """Whether Deferreds created now record their creation and firing stacks."""
+    return _debugging
+
+
+_AsyncioCancelledError = asyncio.CancelledError
+_get_running_loop = asyncio._get_running_loop
+
+
+class CancelledError(asyncio.CancelledError, Exception):
+    """The Deferred was cancelled.
+
+    It is an ``Exception`` (``except Exception`` catches it, as in Twisted) and also
+    an ``asyncio.CancelledError``, so that awaiting a cancelled Deferred inside an
+    asyncio Task cancels that Task.
+    """
+
+
+class TimeoutError(builtins.TimeoutError):
+    """``add_timeout`` cancelled the Deferred (also a builtin ``TimeoutError``)."""
+
+
+class AlreadyCalledError(Exception):
+    """``callback()`` or ``errback()`` on a Deferred that has fired already."""
+
+
+class DeferredLoopError(Exception):
+    """A callback returned the very Deferred it was attached to."""
+
+
+class _DebugInfo:
+    """Per-Deferred record: debug stacks, and the failure to log if it is dropped."""
+
+    __slots__ = ("creator", "failure", "invoker")
+
+    def __init__(self, creator: list[str] | None) -> None:
+        self.creator = creator
+        self.invoker: list[str] | None = None
+        self.failure: Failure | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.creator:
+            parts.append("Deferred created at:\n" + "".join(self.creator))
+        if self.invoker:
+            parts.append("Deferred first fired at:\n" + "".join(self.invoker))
+        return "\n".join(parts)
+
+    def __del__(self) -> None:
+        failure = self.failure
+        if failure is not None:
+            self.failure = None
+            _report_unhandled(failure, self.describe())
+
+
+def _report_unhandled(failure: Failure, debug: str) -> None:
+    text = failure.get_traceback()
+    if debug:
+        text += debug
+    else:
+        text += "(set PLAIT_DEFER_DEBUG=1 to see where the Deferred was created and fired)"
+    logger.error(
+        "Unhandled error in Deferred:\n%s", text, extra={"plait_failure": failure}
+    )
+    for observer in list(_unhandled_error_observers):
+        try:
+            observer(failure)
+        except Exception:
+            logger.exception("unhandled-error observer %r raised", observer)
+
+
+def _passthru(result: object) -> object:
+    return result
+
+
+def _continue_marker(result: object) -> object:  # pragma: no cover - never called
+    raise AssertionError("the continuation marker is never called")
+
+
+def _chain_marker(result: object) -> object:  # pragma: no cover - never called
+    raise AssertionError("the chain marker is never called")
+
+
+_PASS: tuple[Any, tuple[Any, ...], Any] = (_passthru, (), None)
+_CONTINUE = _continue_marker
+_CHAIN = _chain_marker
+
+_Entry = tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]
+
+
+def _not_callable(what: str, obj: object) -> TypeError:
+    return TypeError(f"{what} must be callable, got {obj!r}")
+
+
+class Deferred(Generic[T]):
+    """A result, or a failure, that will arrive later, with a chain of callbacks.
+
+    Example:
+        >>> d = Deferred()
+        >>> _ = d.add_callback(lambda x: x * 2).add_callback(print)
+        >>> d.callback(21)
+        42
+
+    Args:
+        canceller: Called with the Deferred by ``cancel()`` while it has not fired;
+            it should stop the operation and may fire the Deferred itself.
+    """
+
+    __slots__ = (
+        "_callbacks",
+        "_canceller",
+        "_chained_to",
+        "_info",
+        "_paused",
+        "_pos",
+        "_result",
+        "_running",
+        "_suppress",
+        "called",
+        "__weakref__",
+    )
+
+    def __init__(self, canceller: Callable[[Deferred[Any]], None] | None = None) -> None:
+        self._callbacks: list[_Entry] = []
+        self._pos = 0
+        self._result: Any = None
+        self.called = False
+        self._paused = 0
+        self._running = False
+        self._suppress = False
+        self._canceller = canceller
+        self._chained_to: Deferred[Any] | None = None
+        self._info: _DebugInfo | None = (
+            _DebugInfo(traceback.format_stack()[:-1]) if _debugging else None
+        )
+
+    # ------------------------------------------------------------------ adding
+
+    def add_callbacks(
+        self,
+        callback: Callable[..., Any],
+        errback: Callable[..., Any] | None = None,
+        callback_args: tuple[Any, ...] = (),
+        callback_kwargs: dict[str, Any] | None = None,
+        errback_args: tuple[Any, ...] = (),
+        errback_kwargs: dict[str, Any] | None = None,
+    ) -> Deferred[Any]:
+        """Add a callback and an errback as one entry of the chain.
+
+        Exactly one of the two runs, depending on the result when the entry is
+        reached. ``errback=None`` passes failures through unchanged.
+
+        Returns:
+            This Deferred, so that calls can be chained.
+
+        Raises:
+            TypeError: ``callback`` or ``errback`` is not callable.
+        """
+        if not callable(callback):
+            raise _not_callable("callback", callback)
+        if errback is None:
+            eb: tuple[Any, Any, Any] = _PASS
+        elif not callable(errback):
+            raise _not_callable("errback", errback)
+        else:
+            eb = (errback, tuple(errback_args), errback_kwargs or None)
+        self._callbacks.append(((callback, tuple(callback_args), callback_kwargs or None), eb))
+        if self.called:
+            self._run_callbacks()
+        return self
+
+    def add_callback(
+        self,
+        callback: Callable[Concatenate[T, P], S | Deferred[S]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Deferred[S]:
+        """Add ``callback(result, *args, **kwargs)`` to the chain; failures skip it.
+
+        Returns:
+            This Deferred (typed with the callback's result), for chaining.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        if not callable(callback):
+            raise _not_callable("callback", callback)
+        self._callbacks.append(((callback, args, kwargs or None), _PASS))
+        if self.called:
+            self._run_callbacks()
+        return cast("Deferred[S]", self)
+
+    def add_errback(
+        self, errback: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Deferred[T]:
+        """Add ``errback(failure, *args, **kwargs)`` to the chain; successes skip it.
+
+        An errback handles the failure by returning a value, and passes it on by
+        raising (``failure.trap(...)`` does that for unexpected types) or returning
+        a Failure.
+
+        Raises:
+            TypeError: ``errback`` is not callable.
+        """
+        if not callable(errback):
+            raise _not_callable("errback", errback)
+        self._callbacks.append((_PASS, (errback, args, kwargs or None)))
+        if self.called:
+            self._run_callbacks()
+        return self
+
+    def add_both(
+        self, callback: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Deferred[Any]:
+        """Add ``callback(result_or_failure, *args, **kwargs)`` for both outcomes.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        if not callable(callback):
+            raise _not_callable("callback", callback)
+        triple = (callback, args, kwargs or None)
+        self._callbacks.append((triple, triple))
+        if self.called:
+            self._run_callbacks()
+        return self
+
+    def chain_deferred(self, d: Deferred[Any]) -> Deferred[None]:
+        """Fire ``d`` with this Deferred's result when it arrives.
+
+        This Deferred's result becomes ``None`` afterwards (the result moved on to
+        ``d``). Long chains of ``chain_deferred`` do not recurse.
+
+        Returns:
+            This Deferred.
+
+        Raises:
+            TypeError: ``d`` is not a Deferred.
+        """
+        if not isinstance(d, Deferred):
+            raise TypeError(f"chain_deferred() takes a Deferred, not {type(d).__name__}")
+        item = (_CHAIN, d, None)
+        self._callbacks.append((item, item))
+        if self.called:
+            self._run_callbacks()
+        return cast("Deferred[None]", self)
+
+    # ------------------------------------------------------------------ firing
+
+    def callback(self, result: T) -> None:
+        """Fire the Deferred with a result: run the callback chain.
+
+        Raises:
+            AlreadyCalledError: it has fired already (unless it was cancelled, in
+                which case the call is ignored).
+            TypeError: ``result`` is a Deferred (chain it with ``chain_deferred``).
+        """
+        if self.called:
+            if self._suppress:
+                return
+            raise self._already_called()
+        if isinstance(result, Deferred):
+            raise TypeError("callback() takes a result, not a Deferred; use chain_deferred()")
+        if self._info is not None:
+            self._info.invoker = traceback.format_stack()[:-1]
+        self.called = True
+        self._result = result
+        if self._callbacks:
+            self._run_callbacks()
+        elif isinstance(result, Failure):
+            self._arm(result)
+
+    def errback(self, failure: Failure | BaseException | None = None) -> None:
+        """Fire the Deferred with a failure: run the errback chain.
+
+        Args:
+            failure: A Failure or an exception instance; ``None`` means the exception
+                being handled now (call it from an ``except`` block).
+
+        Raises:
+            AlreadyCalledError: it has fired already (ignored if it was cancelled).
+            TypeError: ``failure`` is neither a Failure nor an exception.
+            NoCurrentExceptionError: ``failure`` is ``None`` outside an ``except``.
+        """
+        if failure is None:
+            failure = Failure()
+        elif not isinstance(failure, Failure):
+            if not isinstance(failure, BaseException):
+                raise TypeError(
+                    f"errback() takes a Failure or an exception, not {type(failure).__name__}"
+                )
+            failure = Failure(failure)
+        if self.called:
+            if self._suppress:
+                return
+            raise self._already_called()
+        if self._info is not None:
+            self._info.invoker = traceback.format_stack()[:-1]
+        self.called = True
+        self._result = failure
+        if self._callbacks:
+            self._run_callbacks()
+        else:
+            self._arm(failure)
+
+    def _already_called(self) -> AlreadyCalledError:
+        info = self._info
+        message = f"{self!r} has already been fired"
+        if info is not None and info.invoker:
+            message += "; it was first fired at:\n" + "".join(info.invoker)
+        else:
+            message += " (set PLAIT_DEFER_DEBUG=1 to see where it was first fired)"
+        return AlreadyCalledError(message)
+
+    def _arm(self, failure: Failure) -> None:
+        info = self._info
+        if info is None:
+            info = self._info = _DebugInfo(None)
+        info.failure = failure
+
+    def _take_result(self) -> Any:
+        """Consume the settled result (a failure counts as handled); return it."""
+        result = self._result
+        self._result = None
+        info = self._info
+        if info is not None:
+            info.failure = None
+        return result
+
+    def _settled(self) -> bool:
+        """Fired, not paused and not in the middle of running its callbacks."""
+        return self.called and not self._paused and not self._running
+
+    # ------------------------------------------------------------ pause / cancel
+
+    def pause(self) -> None:
+        """Stop running callbacks until ``unpause()`` (calls nest)."""
+        self._paused += 1
+
+    def unpause(self) -> None:
+        """Undo one ``pause()``; the chain resumes when none are left."""
+        if self._paused <= 0:
+            raise RuntimeError(f"{self!r} is not paused")
+        self._paused -= 1
+        if not self._paused and self.called:
+            self._run_callbacks()
+
+    def cancel(self) -> None:
+        """Cancel the operation this Deferred waits for.
+
+        If it has not fired, its canceller runs; then, unless the canceller fired
+        it, it errbacks with ``CancelledError`` and ignores later ``callback()``
+        and ``errback()`` calls. If it waits on another Deferred that a callback
+        returned, that one is cancelled. Otherwise nothing happens.
+        """
+        if not self.called:
+            self._suppress = True
+            canceller = self._canceller
+            cause: BaseException | None = None
+            if canceller is not None:
+                try:
+                    canceller(self)
+                except Exception as e:
+                    logger.exception("canceller %r of %r raised", canceller, self)
+                    cause = e
+            if not self.called:
+                error = CancelledError(f"{self!r} was cancelled")
+                error.__cause__ = cause
+                self._suppress = False
+                self.errback(Failure(error))
+                self._suppress = True
+        elif self._chained_to is not None:
+            self._chained_to.cancel()
+
+    def add_timeout(
+        self,
+        seconds: float,
+        clock: IReactorTime,
+        on_timeout_cancel: Callable[[Any, float], Any] | None = None,
+    ) -> Deferred[T]:
+        """Cancel this Deferred if it has not fired after ``seconds`` on ``clock``.
+
+        A timeout errbacks with ``TimeoutError`` instead of ``CancelledError``.
+
+        Args:
+            seconds: The delay.
+            clock: An ``IReactorTime`` (a reactor or ``task.Clock``).
+            on_timeout_cancel: If given, called with ``(result, seconds)`` when the
+                timeout cancelled the Deferred; what it returns replaces the result.
+
+        Returns:
+            This Deferred.
+        """
+        timed_out = False
+
+        def time_out() -> None:
+            nonlocal timed_out
+            timed_out = True
+            self.cancel()
+
+        delayed = clock.call_later(seconds, time_out)
+
+        def convert(result: Any) -> Any:
+            if timed_out:
+                if on_timeout_cancel is not None:
+                    return on_timeout_cancel(result, seconds)
+                if isinstance(result, Failure) and result.check(CancelledError):
+                    raise TimeoutError(f"Deferred timed out after {seconds} seconds")
+            return result
+
+        def stop_timer(result: Any) -> Any:
+            if delayed.active():
+                delayed.cancel()
+            return result
+
+        self.add_both(convert)
+        self.add_both(stop_timer)
+        return self
+
+    # ------------------------------------------------------------------ runner
+
+    def _run_callbacks(self) -> None:
+        """Run pending entries of this Deferred and of those it hands results to."""
+        if self._running or self._paused:
+            return
+        current: Deferred[Any] = self
+        stack: list[Deferred[Any]] | None = None
+        while True:
+            cbs = current._callbacks
+            i = current._pos
+            result = current._result
+            current._running = True
+            failed = isinstance(result, Failure)
+            switched = False
+            while i < len(cbs):
+                f, args, kwargs = cbs[i][failed]
+                i += 1
+                if f is _passthru:
+                    continue
+                if f is _CONTINUE or f is _CHAIN:
+                    other: Deferred[Any] = args
+                    if f is _CONTINUE:
+                        other._chained_to = None
+                        other._paused -= 1
+                    elif other.called:
+                        if other._suppress:
+                            result = None
+                            failed = False
+                            continue
+                        result = Failure(other._already_called())
+                        failed = True
+                        continue
+                    else:
+                        other.called = True
+                        if other._info is not None:
+                            other._info.invoker = traceback.format_stack()
+                    other._result = result
+                    result = None
+                    failed = False
+                    if other._paused or other._running:
+                        continue
+                    current._pos = i
+                    current._result = None
+                    if stack is None:
+                        stack = [current]
+                    else:
+                        stack.append(current)
+                    current = other
+                    switched = True
+                    break
+                try:
+                    if kwargs is None:
+                        result = f(result, *args) if args else f(result)
+                    else:
+                        result = f(result, *args, **kwargs)
+                except (Exception, _AsyncioCancelledError) as e:
+                    result = Failure(e)
+                    failed = True
+                    continue
+                if isinstance(result, Deferred):
+                    inner: Deferred[Any] = result
+                    if inner is current:
+                        result = Failure(
+                            DeferredLoopError(
+                                f"callback {f!r} returned the Deferred it was added to"
+                            )
+                        )
+                        failed = True
+                        continue
+                    if inner.called and not inner._paused and not inner._running:
+                        result = inner._take_result()
+                    else:
+                        current._paused += 1
+                        current._chained_to = inner
+                        current._pos = i
+                        current._result = inner
+                        current._running = False
+                        item = (_CONTINUE, current, None)
+                        inner._callbacks.append((item, item))
+                        break
+                failed = isinstance(result, Failure)
+                if current._paused:  # a callback called pause()
+                    current._pos = i
+                    current._result = result
+                    current._running = False
+                    break
+            else:
+                # Every entry has run.
+                cbs.clear()
+                current._pos = 0
+                current._result = result
+                current._running = False
+                info = current._info
+                if failed:
+                    if info is None:
+                        info = current._info = _DebugInfo(None)
+                    info.failure = result
+                elif info is not None:
+                    info.failure = None
+            if switched:
+                continue
+            if not stack:
+                return
+            current = stack.pop()
+            while current._paused:  # paused by a callback while it was suspended
+                current._running = False
+                if not stack:
+                    return
+                current = stack.pop()
+
+    # ------------------------------------------------------------- awaiting
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        """``await d`` gives the result or raises the failure's exception.
+
+        In a coroutine driven by ``ensure_deferred`` this yields the Deferred to
+        that driver; inside a plain asyncio Task it awaits ``as_future()`` of the
+        running loop instead, so Deferreds can be awaited from asyncio code too.
+        Awaiting a failed Deferred consumes the failure (its result becomes None).
+        """
+        if self._settled() and not isinstance(self._result, Deferred):
+            result = self._result
+            if isinstance(result, Failure):
+                self._take_result()
+                raise result.value.with_traceback(result.tb)
+            return cast(T, result)
+        if not _driver.depth:
+            loop = _get_running_loop()
+            if loop is not None:
+                return (yield from self.as_future(loop))
+        return cast(T, (yield self))
+
+    def as_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[T]:
+        """An asyncio Future on ``loop`` that completes as this Deferred fires.
+
+        Cancelling the Future cancels this Deferred, and a cancelled Deferred
+        cancels the Future. The Future takes over a failure (this Deferred's result
+        becomes None); a success stays in this Deferred too.
+        """
+        from plait.cluster._defer_async import deferred_as_future
+
+        return deferred_as_future(self, loop)
+
+    @classmethod
+    def from_future(cls, future: asyncio.Future[S]) -> Deferred[S]:
+        """A Deferred that fires as the asyncio ``future`` completes.
+
+        Cancelling the Deferred cancels the Future, and a cancelled Future cancels
+        the Deferred (it errbacks with ``CancelledError``).
+        """
+        from plait.cluster._defer_async import deferred_from_future
+
+        return deferred_from_future(future)
+
+    @classmethod
+    def from_coroutine(cls, coro: Coroutine[Any, Any, S]) -> Deferred[S]:
+        """Run ``coro`` (which may ``await`` Deferreds); a Deferred of its result.
+
+        Cancelling the Deferred cancels what the coroutine is awaiting.
+
+        Raises:
+            TypeError: ``coro`` is not a coroutine.
+        """
+        from plait.cluster._defer_async import run_coroutine
+
+        return run_coroutine(coro)
+
+    # ------------------------------------------------------------------ misc
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if self._chained_to is not None:
+            state = f" waiting on {type(self._chained_to).__name__} at 0x{id(self._chained_to):x}"
+        elif self.called:
+            state = f" current result: {self._result!r}"
+        else:
+            state = ""
+        return f"<{name} at 0x{id(self):x}{state}>"
+
+
+class _DriverState(threading.local):
+    """How deep this thread is inside ``_defer_async``'s coroutine driver."""
+
+    depth = 0
+
+
+_driver = _DriverState()
+
+
+def succeed(result: S) -> Deferred[S]:
+    """A Deferred that has already fired with ``result``."""
+    d: Deferred[S] = Deferred()
+    d.called = True
+    d._result = result
+    return d
+
+
+def fail(failure: Failure | BaseException | None = None) -> Deferred[Any]:
+    """A Deferred that has already failed with ``failure`` (default: the current one).
+
+    Raises:
+        TypeError: ``failure`` is neither a Failure nor an exception.
+    """
+    d: Deferred[Any] = Deferred()
+    d.errback(failure)
+    return d
+
+
+@overload
+def maybe_deferred(
+    f: Callable[P, Deferred[S]], *args: P.args, **kwargs: P.kwargs
+) -> Deferred[S]: ...
+
+
+@overload
+def maybe_deferred(
+    f: Callable[P, Coroutine[Any, Any, S]], *args: P.args, **kwargs: P.kwargs
+) -> Deferred[S]: ...
+
+
+@overload
+def maybe_deferred(f: Callable[P, S], *args: P.args, **kwargs: P.kwargs) -> Deferred[S]: ...
+
+
+def maybe_deferred(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+    """Call ``f(*args, **kwargs)`` and always get a Deferred back.
+
+    A returned Deferred is passed through, a coroutine is run with
+    ``ensure_deferred``, an exception becomes a failed Deferred and any other value
+    a fired one.
+    """
+    try:
+        result = f(*args, **kwargs)
+    except Exception:
+        return fail()
+    if isinstance(result, Deferred):
+        return result
+    if isinstance(result, Failure):
+        return fail(result)
+    if isinstance(result, Coroutine):
+        return Deferred.from_coroutine(result)
+    return succeed(result)

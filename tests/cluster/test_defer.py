@@ -1,0 +1,204 @@
+"""The Deferred core: callbacks, errbacks, chaining, pausing, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from plait.cluster.defer import (
+    AlreadyCalledError,
+    Deferred,
+    DeferredLoopError,
+    fail,
+    maybe_deferred,
+    succeed,
+)
+from plait.cluster.failure import Failure
+
+
+def collect(d: Deferred[Any]) -> list[Any]:
+    """Record what reaches the end of ``d``'s chain (and handle it)."""
+    out: list[Any] = []
+    d.add_both(out.append)
+    return out
+
+
+def test_callbacks_run_in_order_each_getting_the_previous_result() -> None:
+    d: Deferred[int] = Deferred()
+    seen: list[int] = []
+    d.add_callback(lambda x: x + 1).add_callback(lambda x: x * 10).add_callback(seen.append)
+    assert seen == []
+    d.callback(1)
+    assert seen == [20]
+    assert d.called
+
+
+def test_callback_added_after_firing_runs_at_once() -> None:
+    d = succeed(5)
+    seen: list[int] = []
+    d.add_callback(seen.append)
+    assert seen == [5]
+
+
+def test_extra_positional_and_keyword_arguments_reach_the_callback() -> None:
+    d = succeed(1)
+    seen: list[Any] = []
+    d.add_callback(lambda r, a, b=0: seen.append((r, a, b)), 2, b=3)
+    d.add_errback(lambda f, a: seen.append(a), "unused")
+    assert seen == [(1, 2, 3)]
+
+
+def test_raising_callback_switches_to_the_errback_path() -> None:
+    d: Deferred[int] = Deferred()
+    seen: list[Any] = []
+
+    def boom(_: int) -> int:
+        raise ValueError("boom")
+
+    d.add_callback(boom).add_callback(seen.append).add_errback(lambda f: seen.append(f.value))
+    d.callback(1)
+    assert len(seen) == 1 and isinstance(seen[0], ValueError)
+
+
+def test_errback_returning_a_value_recovers_the_chain() -> None:
+    d = fail(KeyError("k"))
+    out = collect(d.add_errback(lambda f: f.trap(KeyError) and "recovered"))
+    assert out == ["recovered"]
+
+
+def test_trap_passes_unexpected_errors_down_the_chain() -> None:
+    d = fail(KeyError("k"))
+    d.add_errback(lambda f: f.trap(ValueError))
+    out = collect(d)
+    assert isinstance(out[0], Failure) and out[0].check(KeyError)
+
+
+def test_add_callbacks_takes_separate_argument_lists() -> None:
+    seen: list[Any] = []
+    succeed(1).add_callbacks(
+        lambda r, x, y: seen.append(("ok", r, x, y)),
+        lambda f, z: seen.append(("err", z)),
+        callback_args=(2,),
+        callback_kwargs={"y": 3},
+        errback_args=(9,),
+    )
+    fail(ValueError()).add_callbacks(
+        lambda r: seen.append("never"), lambda f, z, w: seen.append(("err", z, w)),
+        errback_args=(4,), errback_kwargs={"w": 5},
+    )
+    assert seen == [("ok", 1, 2, 3), ("err", 4, 5)]
+
+
+def test_callback_returning_an_unfired_deferred_pauses_the_chain() -> None:
+    outer: Deferred[int] = Deferred()
+    inner: Deferred[int] = Deferred()
+    outer.add_callback(lambda _: inner)
+    out = collect(outer)
+    outer.callback(0)
+    assert out == []
+    inner.callback(7)
+    assert out == [7]
+
+
+def test_callback_returning_a_fired_deferred_takes_its_result() -> None:
+    out = collect(succeed(1).add_callback(lambda x: succeed(x + 1)))
+    assert out == [2]
+
+
+def test_failure_of_a_returned_deferred_continues_as_failure_and_is_handled() -> None:
+    inner = fail(ValueError("inner"))
+    out = collect(succeed(1).add_callback(lambda _: inner))
+    assert isinstance(out[0], Failure) and out[0].check(ValueError)
+    assert inner._info is None or inner._info.failure is None
+
+
+def test_pause_holds_callbacks_until_unpause() -> None:
+    d: Deferred[int] = Deferred()
+    d.pause()
+    out = collect(d)
+    d.callback(3)
+    assert out == []
+    d.unpause()
+    assert out == [3]
+
+
+def test_unpause_of_an_unpaused_deferred_raises() -> None:
+    with pytest.raises(RuntimeError):
+        Deferred().unpause()
+
+
+def test_chain_deferred_fires_the_other_deferred() -> None:
+    a: Deferred[int] = Deferred()
+    b: Deferred[int] = Deferred()
+    a.chain_deferred(b)
+    out = collect(b)
+    a.callback(4)
+    assert out == [4]
+
+
+def test_chain_deferred_rejects_a_non_deferred() -> None:
+    with pytest.raises(TypeError):
+        Deferred().chain_deferred(lambda: None)  # type: ignore[arg-type]
+
+
+def test_maybe_deferred_wraps_values_exceptions_and_deferreds() -> None:
+    assert collect(maybe_deferred(lambda: 3)) == [3]
+    d = succeed(4)
+    assert maybe_deferred(lambda: d) is d
+
+    def boom() -> None:
+        raise OSError("x")
+
+    out = collect(maybe_deferred(boom))
+    assert isinstance(out[0], Failure) and out[0].check(OSError)
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def test_callback_twice_raises_already_called() -> None:
+    d = succeed(1)
+    with pytest.raises(AlreadyCalledError):
+        d.callback(2)
+    with pytest.raises(AlreadyCalledError):
+        d.errback(ValueError())
+
+
+@pytest.mark.parametrize("method", ["add_callback", "add_errback", "add_both"])
+def test_non_callable_is_rejected_when_added_not_when_fired(method: str) -> None:
+    d: Deferred[int] = Deferred()
+    with pytest.raises(TypeError, match="callable"):
+        getattr(d, method)(42)
+    assert d._callbacks == []
+
+
+def test_add_callbacks_rejects_non_callable_callback_or_errback() -> None:
+    d: Deferred[int] = Deferred()
+    with pytest.raises(TypeError):
+        d.add_callbacks("nope")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        d.add_callbacks(print, 3)  # type: ignore[arg-type]
+    assert d._callbacks == []
+
+
+def test_errback_with_something_not_an_exception_raises_type_error() -> None:
+    d: Deferred[int] = Deferred()
+    with pytest.raises(TypeError):
+        d.errback("oops")  # type: ignore[arg-type]
+    assert not d.called
+
+
+def test_callback_with_a_deferred_raises_type_error() -> None:
+    with pytest.raises(TypeError):
+        Deferred().callback(Deferred())
+
+
+def test_callback_returning_its_own_deferred_errbacks_with_a_clear_error() -> None:
+    d: Deferred[Any] = Deferred()
+    d.add_callback(lambda _: d)
+    out = collect(d)
+    d.callback(1)
+    assert isinstance(out[0], Failure)
+    assert out[0].check(DeferredLoopError)
+    assert "returned the Deferred it was added to" in out[0].get_error_message()
