@@ -487,8 +487,5 @@ def blocking_call_from_thread(
 
 def _in_loop_thread(reactor: Any) -> bool:
     """True when the current thread is the one running ``reactor``'s loop."""
-    in_loop = getattr(reactor, "in_loop_thread", None)
-    if callable(in_loop):
-        return bool(in_loop())
-    ident = getattr(reactor, "_thread_id", None)
-    return ident is not None and ident == threading.get_ident()
+    in_reactor_thread = getattr(reactor, "in_reactor_thread", None)
+    return callable(in_reactor_thread) and bool(in_reactor_thread())

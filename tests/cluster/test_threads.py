@@ -18,7 +18,17 @@ from typing import Any
 
 import pytest
 
-from plait.cluster.threads import ThreadPool, ThreadPoolStatistics
+import plait.cluster.reactor as reactor_module
+from plait.cluster.defer import CancelledError, Deferred, fail
+from plait.cluster.failure import Failure
+from plait.cluster.reactor import Reactor
+from plait.cluster.threads import (
+    ThreadPool,
+    ThreadPoolStatistics,
+    blocking_call_from_thread,
+    defer_to_thread,
+    defer_to_thread_pool,
+)
 
 WAIT = 10.0  # seconds; the bound on every wait in this file
 
@@ -388,3 +398,178 @@ def test_stop_twice_is_harmless(pool: ThreadPool) -> None:
     pool.stop()
     pool.stop()
     assert pool.statistics().workers == 0
+
+
+# ------------------------------------------------------------------ the bridges
+
+
+class FakeLoop:
+    """Stands in for a reactor: ``call_from_thread`` queues; the test thread drains."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[tuple[Callable[..., object], tuple[Any, ...]]] = queue.Queue()
+        self.loop_thread = threading.get_ident()
+
+    def call_from_thread(self, f: Callable[..., object], *args: Any) -> None:
+        self.calls.put((f, args))
+
+    def in_reactor_thread(self) -> bool:
+        return threading.get_ident() == self.loop_thread
+
+    def run_one(self) -> None:
+        f, args = self.calls.get(timeout=WAIT)
+        f(*args)
+
+
+def outcome(d: Deferred[Any]) -> list[Any]:
+    got: list[Any] = []
+    d.add_both(got.append)
+    return got
+
+
+def test_defer_to_thread_pool_fires_in_the_loop_thread_with_the_result(pool: ThreadPool) -> None:
+    loop = FakeLoop()
+    pool.start()
+    d = defer_to_thread_pool(loop, pool, lambda x, y=1: (threading.get_ident(), x * y), 6, y=7)
+    got = outcome(d)
+    assert got == []  # nothing fires until the loop runs the delivery
+    loop.run_one()
+    worker_thread, value = got[0]
+    assert value == 42 and worker_thread != threading.get_ident()
+
+
+def test_defer_to_thread_pool_errbacks_with_the_workers_traceback(pool: ThreadPool) -> None:
+    def fails_in_thread() -> None:
+        raise OSError("disk on fire")
+
+    loop = FakeLoop()
+    pool.start()
+    got = outcome(defer_to_thread_pool(loop, pool, fails_in_thread))
+    loop.run_one()
+    failure = got[0]
+    assert isinstance(failure, Failure) and failure.check(OSError)
+    assert "fails_in_thread" in failure.get_traceback()
+
+
+def test_defer_to_thread_pool_on_a_stopped_pool_fails_at_once(pool: ThreadPool) -> None:
+    pool.start()
+    pool.stop()
+    got = outcome(defer_to_thread_pool(FakeLoop(), pool, int))
+    assert isinstance(got[0], Failure) and got[0].check(RuntimeError)
+
+
+def test_cancelling_before_a_worker_takes_the_call_removes_it_from_the_queue() -> None:
+    p = ThreadPool(name="cancel")
+    ran: list[bool] = []
+    d = defer_to_thread_pool(FakeLoop(), p, ran.append, True)
+    assert p.statistics().queued == 1
+    d.cancel()
+    got = outcome(d)
+    assert isinstance(got[0], Failure) and got[0].check(CancelledError)
+    assert p.statistics().queued == 0
+    p.start()
+    p.stop()
+    assert ran == []
+
+
+def test_cancelling_while_the_call_runs_discards_its_result(pool: ThreadPool) -> None:
+    loop = FakeLoop()
+    started, release = threading.Semaphore(0), threading.Event()
+    pool.start()
+    d = defer_to_thread_pool(loop, pool, blocker, started, release)
+    assert started.acquire(timeout=WAIT)
+    d.cancel()
+    release.set()
+    loop.run_one()  # the late delivery is ignored, not an AlreadyCalledError
+    got = outcome(d)
+    assert len(got) == 1 and got[0].check(CancelledError)
+
+
+@pytest.fixture
+def real_reactor() -> Iterator[Reactor]:
+    r = Reactor()
+    yield r
+    r.close()
+
+
+def run_until_fired(reactor: Reactor, d: Deferred[Any]) -> Any:
+    """Run ``reactor`` until ``d`` fires (at most ``WAIT`` seconds); return its result."""
+    got = outcome(d)
+    d.add_both(lambda _: reactor.stop())
+    guard = reactor.call_later(WAIT, reactor.stop)
+    reactor.run(install_signal_handlers=False)
+    if not got:
+        pytest.fail("timed out waiting for the Deferred")
+    guard.cancel()
+    return got[0]
+
+
+def test_defer_to_thread_uses_the_global_reactors_pool(
+    real_reactor: Reactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reactor_module, "get_reactor", lambda: real_reactor)
+    loop_thread = threading.get_ident()
+    d = defer_to_thread(lambda: threading.current_thread().name)
+    d.add_callback(lambda name: (name, threading.get_ident() == loop_thread))
+    name, fired_in_loop = run_until_fired(real_reactor, d)
+    assert name.startswith("plait-reactor") and fired_in_loop
+
+
+def in_a_worker(
+    reactor: Reactor, f: Callable[..., Any], *args: Any
+) -> Deferred[Any]:
+    """Call ``blocking_call_from_thread(reactor, f, *args)`` from the reactor's pool."""
+    return reactor.defer_to_thread(blocking_call_from_thread, reactor, f, *args)
+
+
+def test_blocking_call_from_thread_runs_f_in_the_loop_thread_and_returns(
+    real_reactor: Reactor,
+) -> None:
+    loop_thread = threading.get_ident()
+    d = in_a_worker(real_reactor, lambda x: (x, threading.get_ident() == loop_thread), "v")
+    assert run_until_fired(real_reactor, d) == ("v", True)
+
+
+def test_blocking_call_from_thread_raises_what_f_raised(real_reactor: Reactor) -> None:
+    def refuse() -> None:
+        raise LookupError("not here")
+
+    failure = run_until_fired(real_reactor, in_a_worker(real_reactor, refuse))
+    assert isinstance(failure, Failure) and failure.check(LookupError)
+
+
+def test_blocking_call_from_thread_waits_for_a_deferred(real_reactor: Reactor) -> None:
+    def later() -> Deferred[str]:
+        d: Deferred[str] = Deferred()
+        real_reactor.call_later(0.01, d.callback, "fired later")
+        return d
+
+    assert run_until_fired(real_reactor, in_a_worker(real_reactor, later)) == "fired later"
+
+
+def test_blocking_call_from_thread_raises_a_deferreds_failure(real_reactor: Reactor) -> None:
+    failure = run_until_fired(
+        real_reactor, in_a_worker(real_reactor, lambda: fail(ZeroDivisionError("deferred")))
+    )
+    assert isinstance(failure, Failure) and failure.check(ZeroDivisionError)
+
+
+def test_blocking_call_from_thread_awaits_a_coroutine(real_reactor: Reactor) -> None:
+    async def coro(x: int) -> int:
+        d: Deferred[int] = Deferred()
+        real_reactor.call_later(0.01, d.callback, x + 1)
+        return await d
+
+    assert run_until_fired(real_reactor, in_a_worker(real_reactor, coro, 41)) == 42
+
+
+def test_blocking_call_from_thread_in_the_loop_thread_raises(real_reactor: Reactor) -> None:
+    def from_loop() -> None:
+        blocking_call_from_thread(real_reactor, int)
+
+    d = Deferred[Any]()
+    real_reactor.call_soon(lambda: d.callback(None))
+    d.add_callback(lambda _: from_loop())
+    failure = run_until_fired(real_reactor, d)
+    assert isinstance(failure, Failure) and failure.check(RuntimeError)
+    assert "own thread" in str(failure.value)
