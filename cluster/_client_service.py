@@ -125,11 +125,16 @@ class _ProtocolProxy:
         self._wrapped.resume_writing()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        # The service learns first, so that ``when_connected()`` called from the
+        # user's ``connection_lost`` already waits for the next connection.
+        # ``stop_service``'s Deferreds fire after the user's ``connection_lost``.
         self.lost = True
+        stopped = self._service._lost(self)
         try:
             self._wrapped.connection_lost(exc)
         finally:
-            self._service._lost(self)
+            for d in stopped:
+                d.callback(None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._wrapped, name)
@@ -315,18 +320,18 @@ class ClientService:
         self._wait(self._failures)
         return None
 
-    def _lost(self, proxy: _ProtocolProxy) -> None:
+    def _lost(self, proxy: _ProtocolProxy) -> list[Deferred[None]]:
+        """The connection of ``proxy`` ended; returns the stop Deferreds to fire."""
         if proxy is not self._proxy:
-            return
+            return []
         self._proxy = None
         if self._state is _State.DISCONNECTING:
             self._state = _State.STOPPED
             stopping, self._stopping = self._stopping, []
-            for d in stopping:
-                d.callback(None)
-            return
+            return stopping
         self._failures = 1  # as Twisted counts it: the next failure is attempt 2
         self._wait(1)
+        return []
 
     def _wait(self, attempt: int) -> None:
         self._state = _State.WAITING

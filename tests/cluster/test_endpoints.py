@@ -627,6 +627,19 @@ def test_a_connection_lost_before_the_endpoint_fires_is_retried() -> None:
     assert len(endpoint.attempts) == 2
 
 
+def test_when_connected_inside_connection_lost_waits_for_the_next_connection() -> None:
+    service, endpoint, clock = _service(lambda n: 1.0)
+    service.start_service()
+    seen: list[Deferred[Any]] = []
+    proxy, transport = endpoint.succeed()
+    proxy._wrapped.connection_lost = lambda exc: seen.append(service.when_connected())
+    transport.abort()
+    assert len(seen) == 1 and not seen[0].called
+    clock.advance(1)
+    second, _ = endpoint.succeed()
+    assert _result(seen[0]) is second._wrapped
+
+
 def test_the_protocol_proxy_forwards_everything() -> None:
     service, endpoint, _ = _service()
     service.start_service()
