@@ -40,6 +40,7 @@ Rules (chosen to mirror asyncio's selector transports over TCP):
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from zope.interface import implementer
 
 from plait.cluster.interfaces import IProducer, IUnixTransport
 
-__all__ = ["DEFAULT_HIGH_WATER", "MemoryTransport"]
+__all__ = ["DEFAULT_HIGH_WATER", "MemoryTransport", "close_fds"]
 
 _log = logging.getLogger(__name__)
 
@@ -64,7 +65,16 @@ class _Segment:
     """Bytes waiting in a wired transport's outbox; ``fds`` ride with ``send_fds``."""
 
     data: bytes
-    fds: tuple[int, ...] | None = None
+    fds: tuple[int, ...] = ()
+
+
+def close_fds(fds: Iterable[int]) -> None:
+    """Close descriptors this module duplicated; a failure is logged, not raised."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            _log.debug("closing fd %d failed", fd, exc_info=True)
 
 
 def _check_bytes(data: object, what: str) -> bytes:
@@ -219,11 +229,16 @@ class MemoryTransport:
     def send_fds(self, fds: Sequence[int], data: bytes | bytearray | memoryview = b"\0") -> None:
         """Record ``fds`` (in ``sent_fds``) and ``data``; a wired peer gets ``fds_received``.
 
-        The descriptors are passed as the same integers, not duplicated.
+        Wired, the descriptors are duplicated here, as the kernel does with
+        SCM_RIGHTS: the caller may close its own at once, and the receiving protocol
+        owns (and must close) the copies it gets. Copies that are never delivered
+        (aborted connection, a receiver without ``fds_received``) are closed.
+        Standalone, only the numbers are recorded.
 
         Raises:
             TypeError: ``data`` is not bytes-like or an fd is not an int.
             ValueError: ``data`` is empty or an fd is negative.
+            OSError: wired, an fd is not open (``EBADF``).
         """
         payload = _check_bytes(data, "send_fds()")
         if not payload:
@@ -239,8 +254,16 @@ class MemoryTransport:
             return
         if self._eof_written:
             raise RuntimeError("cannot call send_fds() after write_eof()")
+        copies: list[int] = []
+        if self._peer is not None:
+            try:
+                for fd in numbers:
+                    copies.append(os.dup(fd))
+            except OSError:
+                close_fds(copies)
+                raise
         self.sent_fds.append(numbers)
-        self._queue(_Segment(payload, tuple(numbers)))
+        self._queue(_Segment(payload, tuple(copies)))
 
     def write_eof(self) -> None:
         """Half-close: the peer gets ``eof_received`` once the queued bytes are out."""
@@ -374,6 +397,13 @@ class MemoryTransport:
             self._outbox_size += len(segment.data)
         self._check_water_marks()
 
+    def _drop_outbox(self) -> None:
+        for segment in self._outbox:
+            if segment.fds:
+                close_fds(segment.fds)
+        self._outbox.clear()
+        self._outbox_size = 0
+
     def _take_outbox(self) -> list[_Segment]:
         """The pump takes everything queued; flow control follows."""
         segments = list(self._outbox)
@@ -426,8 +456,7 @@ class MemoryTransport:
         self._closing = True
         self._abort_requested = True
         self._abort_exc = exc
-        self._outbox.clear()
-        self._outbox_size = 0
+        self._drop_outbox()
         self._backlog = 0
         if self._peer is None:
             self._connection_lost(exc)
@@ -438,8 +467,7 @@ class MemoryTransport:
             return
         self._lost = True
         self._closing = True
-        self._outbox.clear()
-        self._outbox_size = 0
+        self._drop_outbox()
         producer, self.producer = self.producer, None
         self.streaming = False
         if producer is not None:

@@ -23,6 +23,7 @@ direction, in this order:
    by ``data_received``/``fds_received``/``eof_received`` is logged and aborts that
    connection with it: that protocol gets ``connection_lost(exc)``, the peer a
    reset. The sender's buffer drained: ``resume_writing``, pull producers.
+   Descriptors (duplicated by ``send_fds``) that cannot be delivered are closed.
 4. With the queue empty, a ``write_eof``/``close`` of the sender is delivered:
    a closing sender gets ``connection_lost(None)``; the receiver, once it reads,
    gets ``eof_received()`` and is closed unless that returned a true value.
@@ -38,7 +39,7 @@ import logging
 from typing import Any
 
 from plait.cluster.interfaces import IReactorTime
-from plait.cluster.testing._memory import MemoryTransport
+from plait.cluster.testing._memory import MemoryTransport, close_fds
 
 __all__ = ["IOPump", "connect_in_memory"]
 
@@ -200,22 +201,32 @@ def _notices_reset(dst: MemoryTransport) -> bool:
 def _deliver(segments: list[Any], dst: MemoryTransport) -> None:
     protocol = dst.get_protocol()
     pending = bytearray()
-    for segment in segments:
+    for index, segment in enumerate(segments):
         if dst._lost or dst._abort_requested:
+            _close_undelivered(segments[index:])
             return
-        if segment.fds is not None:
+        if segment.fds:
             if pending:
                 if not _call(dst, protocol.data_received, bytes(pending)):
+                    _close_undelivered(segments[index:])
                     return
                 pending.clear()
             receiver = getattr(protocol, "fds_received", None)
             if receiver is None:
-                _log.warning("%r has no fds_received(); dropped fds %r", protocol, segment.fds)
+                _log.warning("%r has no fds_received(); closed fds %r", protocol, segment.fds)
+                close_fds(segment.fds)
             elif not _call(dst, receiver, list(segment.fds)):
+                _close_undelivered(segments[index + 1 :])
                 return
         pending += segment.data
     if pending and not dst._lost and not dst._abort_requested:
         _call(dst, protocol.data_received, bytes(pending))
+
+
+def _close_undelivered(segments: list[Any]) -> None:
+    for segment in segments:
+        if segment.fds:
+            close_fds(segment.fds)
 
 
 def _deliver_eof(dst: MemoryTransport) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import resource
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -225,26 +228,72 @@ def test_writing_to_a_peer_that_is_gone_resets_the_writer() -> None:
     assert isinstance(server.lost[0], ConnectionResetError)
 
 
-def test_fds_are_received_before_the_bytes_that_carry_them() -> None:
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    yield r, w
+    os.close(r)
+    os.close(w)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_fds_arrive_as_copies_before_the_bytes_that_carry_them(pipe: tuple[int, int]) -> None:
+    r, w = pipe
     server, client = FdRecorder(), Recorder()
     pump = connect_in_memory(server, client)
     client.transport.write(b"a")
-    client.transport.send_fds([7, 8], b"b")
+    client.transport.send_fds([r], b"b")
     client.transport.write(b"c")
+    assert client.transport.sent_fds == [[r]]
     pump.flush()
-    assert server.events[1:] == [("data", b"a"), ("fds", [7, 8]), ("data", b"bc")]
+    (copy,) = server.events[2][1]
+    assert server.events[1:] == [("data", b"a"), ("fds", [copy]), ("data", b"bc")]
+    assert copy != r
+    os.write(w, b"through")
+    assert os.read(copy, 10) == b"through"
+    os.close(copy)
 
 
-def test_fds_to_a_protocol_without_fds_received_are_dropped_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
+def test_fds_to_a_protocol_without_fds_received_are_closed_with_a_warning(
+    caplog: pytest.LogCaptureFixture, pipe: tuple[int, int]
 ) -> None:
     server, client = Recorder(), Recorder()
     pump = connect_in_memory(server, client)
     with caplog.at_level(logging.WARNING):
-        client.transport.send_fds([9], b"z")
+        client.transport.send_fds([pipe[0]], b"z")
+        (copy,) = client.transport._outbox[0].fds
         pump.flush()
     assert bytes(server.data) == b"z"
     assert "no fds_received" in caplog.text
+    assert not _is_open(copy) and _is_open(pipe[0])
+
+
+def test_fds_that_are_never_delivered_are_closed(pipe: tuple[int, int]) -> None:
+    server, client = FdRecorder(), Recorder()
+    pump = connect_in_memory(server, client)
+    client.transport.send_fds([pipe[0]])
+    (copy,) = client.transport._outbox[0].fds
+    client.transport.abort()
+    pump.flush()
+    assert not _is_open(copy)
+    assert server.events == ["made", "lost"]
+
+
+def test_send_fds_of_a_closed_descriptor_raises_os_error(pipe: tuple[int, int]) -> None:
+    pump = _memory_pump()
+    not_open = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 1
+    assert not _is_open(not_open)
+    with pytest.raises(OSError):
+        pump.client_transport.send_fds([pipe[0], not_open])
+    assert pump.client_transport.sent_fds == []
+    assert pump.client_transport.get_write_buffer_size() == 0
 
 
 def test_a_pull_producer_is_resumed_each_time_the_pump_drains_the_buffer() -> None:

@@ -4,32 +4,37 @@
 against a small abstraction: a ``PairBuilder`` whose ``open()`` returns a ``Pair``
 (``server`` and ``client`` ``Recorder`` protocols, both past ``connection_made``,
 and ``drive(until, timeout) -> bool``, which runs the loop or pump until
-``until()`` holds). Each ``test_<transport>.py`` module subclasses it once:
+``until()`` holds and says whether it did). Each ``test_<transport>.py`` module
+subclasses the suite once, as ``Test<Name>Transport`` with a ``builder`` fixture:
 
-- ``test_memory.py``: ``connect_in_memory`` and ``IOPump``;
-- ``test_tcp.py``: real TCP on 127.0.0.1 with ``plait.cluster.reactor.Reactor``;
-- ``test_unix.py``: real Unix stream sockets (``listen_unix``/``connect_unix``).
+- ``test_memory.py``: ``connect_in_memory`` and ``IOPump`` (``MemoryPairBuilder``);
+- ``test_tcp.py``: real TCP on 127.0.0.1, ephemeral port, native ``Reactor``;
+- ``test_unix.py``: real Unix stream sockets in a private temporary directory.
 
-Adding a transport or a reactor takes a few lines. For a reactor-backed transport,
-reuse ``ReactorPairBuilder`` from ``test_tcp.py`` and give it three callables: how
-to make the reactor, how to listen, how to connect. For TLS, for instance::
+Adding a transport or a reactor takes a few lines. ``suite.ReactorPairBuilder``
+serves any reactor-backed transport given how to make the reactor, how to listen
+and how to connect; it drives with ``reactor.run()``/``stop()`` and a polling
+``call_later``. TLS, for instance::
 
     # tests/conformance/test_tls.py
-    class TestTLS(TransportConformance):
+    class TestTLSTransport(TransportConformance):
         @pytest.fixture
-        def builder(self, tls_files) -> Iterator[PairBuilder]:
+        def builder(self) -> Iterator[PairBuilder]:
             builder = ReactorPairBuilder(
                 "tls",
                 Reactor,
-                listen=lambda r, f: r.listen_ssl(0, f, server_opts, interface="127.0.0.1"),
+                listen=lambda r, f: r.listen_ssl(0, f, SERVER_OPTIONS, interface="127.0.0.1"),
                 connect=lambda r, port, f: r.connect_ssl(
-                    "127.0.0.1", port.get_host()[1], f, client_opts),
+                    "127.0.0.1", port.get_host()[1], f, CLIENT_OPTIONS),
             )
             yield builder
             builder.close()
 
-and for another reactor on TCP (``AsyncioReactor``), pass its constructor instead
-of ``Reactor``. A transport that cannot meet a check states it with a capability
-attribute of its builder (``abort_resets_peer = False`` for Unix sockets, whose
-peer sees a plain EOF), never by skipping the check.
+For another reactor over TCP or Unix, reuse the module's factory with the other
+constructor: ``tcp_builder(AsyncioReactor)`` (``test_tcp.py``) or
+``unix_builder(path, AsyncioReactor)`` (``test_unix.py``), in a new class such as
+``TestTCPTransportOnAsyncio``. A transport that cannot meet a check states so with
+a capability of its builder (``abort_resets_peer=False`` for Unix sockets, whose
+peer sees a plain EOF; ``carries_fds=True`` for transports with ``send_fds``),
+never by skipping the check.
 """

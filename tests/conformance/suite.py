@@ -14,6 +14,7 @@ stayed false; with the memory pump that is "until quiet".
 from __future__ import annotations
 
 import abc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from zope.interface import implementer
 
-from plait.cluster.interfaces import IPushProducer, ITransport
+from plait.cluster.interfaces import IPushProducer, ITransport, IUnixTransport
 from plait.cluster.protocol import Protocol
 
 __all__ = [
@@ -54,6 +55,8 @@ class Recorder(Protocol):
         self.pauses = 0
         self.resumes = 0
         self.events: list[str] = []
+        self.fds: list[list[int]] = []
+        self.data_before_fds: list[int] = []
         self.echo = False
         self.keep_open_on_eof = False
         self.fail_with: Exception | None = None
@@ -71,6 +74,11 @@ class Recorder(Protocol):
             self.events.append("data")
         if self.echo:
             self.transport.write(data)
+
+    def fds_received(self, fds: list[int]) -> None:
+        self.fds.append(fds)
+        self.data_before_fds.append(len(self.data))
+        self.events.append("fds")
 
     def eof_received(self) -> bool:
         self.eofs += 1
@@ -126,6 +134,8 @@ class PairBuilder(abc.ABC):
     name = "?"
     abort_resets_peer = True
     """The peer of an aborting side sees an error (TCP sends RST; Unix sockets may not)."""
+    carries_fds = False
+    """Transports provide ``IUnixTransport``: ``send_fds`` reaches ``fds_received``."""
 
     @abc.abstractmethod
     def open(self) -> Pair:
@@ -324,6 +334,32 @@ class TransportConformance:
         marker = object()
         assert client.get_extra_info("no such name", marker) is marker
 
+    def test_descriptors_sent_with_send_fds_arrive_before_their_bytes(
+        self, builder: PairBuilder, pair: Pair
+    ) -> None:
+        client = pair.client.transport
+        if not builder.carries_fds:
+            assert not IUnixTransport.providedBy(client)
+            return
+        assert IUnixTransport.providedBy(client)
+        r, w = os.pipe()
+        try:
+            client.write(b"a")
+            client.send_fds([r], b"b")
+        finally:
+            os.close(r)  # the transport sends its own copy
+        try:
+            assert pair.drive(lambda: len(pair.server.data) >= 2, 5.0)
+            assert bytes(pair.server.data) == b"ab"
+            (received,) = pair.server.fds
+            assert len(received) == 1
+            assert pair.server.data_before_fds[0] <= 1
+            os.write(w, b"through the descriptor")
+            assert os.read(received[0], 64) == b"through the descriptor"
+            os.close(received[0])
+        finally:
+            os.close(w)
+
     def test_exception_in_data_received_aborts_that_connection_only(
         self, builder: PairBuilder, pair: Pair
     ) -> None:
@@ -350,6 +386,7 @@ class ReactorPairBuilder(PairBuilder):
         listen: ``listen(reactor, factory) -> port``.
         connect: ``connect(reactor, port, factory) -> Deferred[protocol]``.
         abort_resets_peer: See ``PairBuilder.abort_resets_peer``.
+        carries_fds: See ``PairBuilder.carries_fds``.
     """
 
     poll_interval = 0.001
@@ -363,9 +400,11 @@ class ReactorPairBuilder(PairBuilder):
         connect: Callable[[Any, Any, Callable[[], Any]], Any],
         *,
         abort_resets_peer: bool = True,
+        carries_fds: bool = False,
     ) -> None:
         self.name = name
         self.abort_resets_peer = abort_resets_peer
+        self.carries_fds = carries_fds
         self.reactor = make_reactor()
         self._connect = connect
         self._waiting_servers: list[Recorder] = []

@@ -15,6 +15,7 @@ class MemoryPairBuilder(PairBuilder):
 
     name = "memory"
     abort_resets_peer = True
+    carries_fds = True
 
     def __init__(self) -> None:
         self.pumps: list[IOPump] = []
