@@ -103,6 +103,7 @@ class DatagramTransport:
             self._protocol.connection_made(self)
         except BaseException:
             self._sock.close()
+            self._closed()
             raise
         if not self._closing:
             self._reactor.add_reader(self._fileno, self._read_ready)

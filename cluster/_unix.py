@@ -124,15 +124,16 @@ def bind_unix(address: str, sock_type: int, mode: int) -> tuple[socket.socket, i
         raise ValueError(f"mode must be a permission mode such as 0o660, not {mode!r}")
     prepare_path(address, sock_type)
     sock = socket.socket(socket.AF_UNIX, sock_type)
+    inode = None
     try:
         sock.setblocking(False)
         sock.bind(address)
-        inode = None
         if not _is_abstract(address):
-            os.chmod(address, mode)
             inode = os.stat(address).st_ino
+            os.chmod(address, mode)
     except BaseException:
         sock.close()
+        unlink_if_ours(address, inode)
         raise
     return sock, inode
 
@@ -209,6 +210,15 @@ class UnixPort(Port):
         unlink_if_ours(self._path, self._inode)
         super()._finish_stop()
 
+    @property
+    def port(self) -> int:
+        """Unix ports have no number: this raises; use ``get_host()`` for the path.
+
+        Raises:
+            AttributeError: always.
+        """
+        raise AttributeError(f"{self!r} is a Unix socket: it has a path, not a port number")
+
     def __repr__(self) -> str:
         state = "listening" if self._listening else "stopped"
         return f"<UnixPort {self._path!r} {state}>"
@@ -272,7 +282,11 @@ class _UnixConnector:
         self.retry = None
         if self.done:
             return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:  # EMFILE and friends
+            self._fail(exc)
+            return
         sock.setblocking(False)
         err = sock.connect_ex(self.path)
         if err == 0:

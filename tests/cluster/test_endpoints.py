@@ -442,6 +442,15 @@ def test_service_connects_on_start_and_hands_out_the_users_protocol() -> None:
     assert _result(service.when_connected()) is proto
 
 
+def test_the_default_clock_is_the_process_reactor(monkeypatch: pytest.MonkeyPatch) -> None:
+    import plait.cluster._react
+
+    process_reactor = Clock()  # stands in, so no real global reactor is made here
+    monkeypatch.setattr(plait.cluster._react, "_reactor", process_reactor)
+    service = ClientService(_FakeEndpoint(), _Recorder)
+    assert service._clock is process_reactor
+
+
 def test_start_service_twice_makes_one_attempt() -> None:
     service, endpoint, _ = _service()
     service.start_service()

@@ -122,6 +122,8 @@ async def test_unix_streams_carry_bytes_both_ways(reactor: Reactor, sock_path: s
     assert verifyObject(IUnixTransport, client.transport)
     assert isinstance(server.transport, UnixStreamTransport)
     assert port.get_host() == sock_path
+    with pytest.raises(AttributeError, match="has a path, not a port number"):
+        _ = port.port
     assert client.transport.get_extra_info("peername") == sock_path
     client.transport.write(b"ping")
     assert await server.wait_for(4) == b"ping"
@@ -529,6 +531,18 @@ async def test_a_unix_datagram_to_nobody_goes_to_error_received(
     with pytest.raises(OSError):
         transport.connect(sock_path + ".missing")
     transport.abort()
+
+
+def test_a_failing_connection_made_leaves_no_socket_file(
+    reactor: Reactor, sock_path: str
+) -> None:
+    class Refuses(DatagramProtocol):
+        def connection_made(self, transport: Any) -> None:
+            raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        reactor.listen_unix_datagram(sock_path, Refuses())
+    assert not os.path.exists(sock_path)
 
 
 def test_a_stale_datagram_socket_is_replaced(reactor: Reactor, sock_path: str) -> None:
