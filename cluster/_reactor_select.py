@@ -62,6 +62,7 @@ from zope.interface import implementer
 
 from plait.cluster._delayed_call import DelayedCall
 from plait.cluster._signals import SignalHandlers
+from plait.cluster._unix import UnixStreamTransport
 from plait.cluster.interfaces import (
     IReactorCore,
     IReactorFDSet,
@@ -70,6 +71,7 @@ from plait.cluster.interfaces import (
     IReactorThreads,
     IReactorTime,
     IReactorUDP,
+    IReactorUNIX,
 )
 
 if TYPE_CHECKING:
@@ -206,7 +208,7 @@ def _log_if_failure(result: object, message: str) -> None:
 
 
 @implementer(IReactorCore, IReactorTime, IReactorFDSet, IReactorTCP, IReactorThreads,
-             IReactorProcess, IReactorUDP)
+             IReactorProcess, IReactorUDP, IReactorUNIX)
 class Reactor:
     """The native event loop.
 
@@ -227,7 +229,7 @@ class Reactor:
     ``AF_UNIX`` there).
     """
 
-    stream_transports: dict[int, Callable[..., Any]] = {}
+    stream_transports: dict[int, Callable[..., Any]] = {socket.AF_UNIX: UnixStreamTransport}
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         self.running = False
@@ -838,6 +840,47 @@ class Reactor:
         from plait.cluster._udp import listen_multicast
 
         return listen_multicast(self, port, protocol, interface, listen_multiple)
+
+    # ------------------------------------------------------- Unix (in _unix.py)
+
+    def listen_unix(self, address: str, factory: Callable[[], Any], backlog: int = 511,
+                    mode: int = 0o666) -> Any:
+        """Listen on the Unix socket path ``address`` (``"\\0name"``: Linux abstract).
+
+        A stale socket file (nobody listening) is replaced; the file gets ``mode``
+        and is removed by ``stop_listening``.
+
+        Raises:
+            OSError: ``EADDRINUSE`` when a live socket owns the path, or bind failed.
+            FileExistsError: the path exists and is not a socket.
+            ValueError: empty address, bad ``mode`` or ``backlog``.
+        """
+        from plait.cluster._unix import listen_unix
+
+        return listen_unix(self, address, factory, backlog, mode)
+
+    def connect_unix(self, path: str, factory: Callable[[], Any],
+                     timeout: float = 30.0) -> Deferred[Any]:
+        """Connect to the Unix socket ``path``; the transport can ``send_fds``.
+
+        Returns:
+            A Deferred of the protocol; errbacks with ``ConnectionRefusedError``,
+            ``FileNotFoundError``, another ``OSError``, ``TimeoutError`` or
+            ``CancelledError``.
+        """
+        from plait.cluster._unix import connect_unix
+
+        return connect_unix(self, path, factory, timeout)
+
+    def listen_unix_datagram(self, address: str, protocol: Any, mode: int = 0o666) -> Any:
+        """Bind a Unix datagram socket at ``address`` for the ``protocol`` instance.
+
+        Raises:
+            OSError, FileExistsError, ValueError: as for ``listen_unix``.
+        """
+        from plait.cluster._unix import listen_unix_datagram
+
+        return listen_unix_datagram(self, address, protocol, mode)
 
     def resolve(self, host: str, port: int, *, family: int = 0,
                 type: int = socket.SOCK_STREAM) -> Deferred[list[Any]]:
