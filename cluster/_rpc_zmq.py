@@ -1,0 +1,338 @@
+"""The ZeroMQ link: one ROUTER socket per bus, driven by the Plait reactor.
+
+Theory of operation.
+
+Sockets. A bus has one ROUTER socket. It binds (``bind``) and connects to every
+address in ``connect``. Its routing id is the node's name, so peers that connect to
+it see it under that name. Each connection this bus opens gets a *local* routing
+id, ``b"@" + address`` (``ZMQ_CONNECT_ROUTING_ID``), so hello can be sent before
+the peer's name is known. ``ROUTER_MANDATORY`` makes a send to a vanished route
+fail with ``EHOSTUNREACH`` (reported as ``link_lost``) instead of vanishing, and
+``ROUTER_HANDOVER`` lets a restarted node take its name back. A third-party
+client may use a DEALER: every bus message is one frame after the routing id.
+
+Edge-triggered readiness. ``zmq.FD`` signals only that the socket's state may
+have *changed*; any ZeroMQ call on the socket, sends included, can consume that
+signal. So: on every wake-up the link receives until ``EAGAIN``; and after a send
+made outside such a drain, it schedules one drain on the next reactor turn
+(``call_soon``), which reads anything whose signal the send swallowed.
+
+Dead peers. ZMTP heartbeats (``ZMQ_HEARTBEAT_IVL``/``TIMEOUT``/``TTL``) make
+ZeroMQ close a silent connection; a killed process's connection closes at once.
+A socket monitor reports ``DISCONNECTED`` with the file descriptor, and the link
+maps descriptors to routes: the payload frame of the first message on each route
+after a (re)connection is received with ``copy=False`` to read its ``SRCFD``.
+The supervisor can also say so sooner (``Bus.peer_lost``). When a connection
+this bus opened comes back (``HANDSHAKE_SUCCEEDED`` after a ``DISCONNECTED``), the
+link reports ``link_connected`` again and the node says hello again.
+
+Back-pressure. When a peer's pipe is full (``EAGAIN``), frames wait in a backlog,
+in order, retried on every drain and on a short timer.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections import deque
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+from zope.interface import implementer
+
+from plait.cluster._rpc_keys import CurveKeys, ZapResponder
+from plait.cluster._rpc_link import IBusLink, LinkEvents
+
+__all__ = ["ZmqLink"]
+
+log = logging.getLogger("plait.cluster.rpc")
+
+_MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
+_RETRY = 0.005
+_HWM = 200_000
+
+
+def _private_ipc_dir(address: str) -> None:
+    """Make sure an ``ipc://`` socket lives in a directory only we can enter (0700)."""
+    path = address[len("ipc://") :]
+    if not path or path.startswith("@"):
+        return  # an abstract socket (Linux) has no directory
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.stat(directory)
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise PermissionError(
+            errno.EACCES,
+            f"the bus's ipc directory {directory} must be private to this user (0700)",
+        )
+
+
+@implementer(IBusLink)
+class ZmqLink:
+    """Carries a bus's frames on a ZeroMQ ROUTER socket.
+
+    Args:
+        reactor: Provides ``add_reader``, ``remove_reader``, ``call_soon`` and
+            ``call_later``.
+        name: The node's name (its routing id; at most 255 bytes of UTF-8).
+        bind: ``tcp://`` or ``ipc://`` address to bind, or None.
+        connect: Addresses to connect to.
+        curve: Keys for CURVE on ``tcp://`` (both ends need them).
+        max_message: The node's limit; ZeroMQ drops a connection sending a frame
+            over twice that (smaller excesses reach the node, which counts them).
+        heartbeat: ZMTP heartbeat interval, seconds.
+        heartbeat_timeout: Silence after a heartbeat that closes a connection.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        name: str,
+        *,
+        bind: str | None,
+        connect: list[str],
+        curve: CurveKeys | None,
+        max_message: int,
+        heartbeat: float,
+        heartbeat_timeout: float,
+    ) -> None:
+        identity = name.encode()
+        if not 0 < len(identity) <= 255:
+            raise ValueError("a bus name must be 1 to 255 bytes of UTF-8")
+        for address in ([bind] if bind else []) + connect:
+            if not address.startswith(("tcp://", "ipc://", "inproc://")):
+                raise ValueError(f"{address!r}: the bus speaks tcp://, ipc:// or inproc://")
+        self._reactor = reactor
+        self._identity = identity
+        self._bind = bind
+        self._connect = list(connect)
+        self._curve = curve
+        self._max_message = max_message
+        self._heartbeat_ms = max(1, int(heartbeat * 1000))
+        self._heartbeat_timeout_ms = max(1, int(heartbeat_timeout * 1000))
+        self._events: LinkEvents | None = None
+        self._context: zmq.Context[Any] | None = None
+        self._socket: zmq.Socket[Any] | None = None
+        self._monitor: zmq.Socket[Any] | None = None
+        self._zap: ZapResponder | None = None
+        self._routes_by_endpoint: dict[str, bytes] = {}
+        self._fd_routes: dict[int, bytes] = {}
+        self._known: set[bytes] = set()
+        self._dropped_endpoints: set[str] = set()
+        self._backlog: deque[tuple[bytes, bytes]] = deque()
+        self._retry: Any = None
+        self._draining = False
+        self._drain_scheduled = False
+        self._lost_scheduled: set[bytes] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, events: LinkEvents) -> None:
+        """Open the socket, bind, connect, and watch it on the reactor.
+
+        Raises:
+            zmq.ZMQError: an address cannot be bound or connected.
+            PermissionError: an ``ipc://`` directory is open to others.
+        """
+        context = zmq.Context() if self._curve is not None else zmq.Context.instance()
+        sock = context.socket(zmq.ROUTER)
+        try:
+            self._configure(sock)
+            if self._curve is not None:
+                self._zap = ZapResponder(context, self._reactor, self._curve.authorized)
+            if self._bind:
+                if self._bind.startswith("ipc://"):
+                    _private_ipc_dir(self._bind)
+                if self._curve is not None and self._bind.startswith("tcp://"):
+                    self._curve.apply_server(sock)
+                sock.bind(self._bind)
+            monitor = sock.get_monitor_socket(_MONITORED)
+            for address in self._connect:
+                route = b"@" + address.encode()
+                sock.setsockopt(zmq.CONNECT_ROUTING_ID, route)
+                if self._curve is not None and address.startswith("tcp://"):
+                    self._curve.apply_client(sock)
+                sock.connect(address)
+                self._routes_by_endpoint[address] = route
+        except BaseException:
+            if self._zap is not None:
+                self._zap.close()
+            sock.close(linger=0)
+            if context is not zmq.Context.instance():
+                context.term()
+            raise
+        self._context, self._socket, self._monitor = context, sock, monitor
+        self._events = events
+        self._reactor.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self._reactor.add_reader(monitor.getsockopt(zmq.FD), self._on_monitor)
+        for route in self._routes_by_endpoint.values():
+            events.link_connected(route)
+        self._schedule_drain()
+
+    def _configure(self, sock: zmq.Socket[Any]) -> None:
+        sock.setsockopt(zmq.ROUTING_ID, self._identity)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        sock.setsockopt(zmq.LINGER, 200)
+        sock.setsockopt(zmq.SNDHWM, _HWM)
+        sock.setsockopt(zmq.RCVHWM, _HWM)
+        sock.setsockopt(zmq.MAXMSGSIZE, 2 * self._max_message + 4096)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, self._heartbeat_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, self._heartbeat_timeout_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, self._heartbeat_timeout_ms)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+
+    def stop(self) -> None:
+        """Stop watching and close the sockets (queued frames get 200 ms to leave)."""
+        sock, monitor, self._socket, self._monitor = self._socket, self._monitor, None, None
+        self._events = None
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        if sock is None or monitor is None:
+            return
+        self._reactor.remove_reader(sock.getsockopt(zmq.FD))
+        self._reactor.remove_reader(monitor.getsockopt(zmq.FD))
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close()
+        if self._zap is not None:
+            self._zap.close()
+        if self._context is not None and self._context is not zmq.Context.instance():
+            self._context.term()
+
+    @property
+    def endpoint(self) -> str | None:
+        """The bound address as ZeroMQ reports it (with the port a ``:0``/``*`` got)."""
+        if self._socket is None:
+            return None
+        last = self._socket.getsockopt(zmq.LAST_ENDPOINT)
+        return last.decode() if isinstance(last, bytes) and last else self._bind
+
+    # ------------------------------------------------------------ receiving
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._reactor.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Receive until EAGAIN (the reactor calls this when ``zmq.FD`` wakes)."""
+        self._drain_scheduled = False
+        sock, events = self._socket, self._events
+        if sock is None or events is None:
+            return
+        if self._backlog:
+            self._flush_backlog()
+        self._draining = True
+        recv, known = sock.recv, self._known
+        try:
+            while True:
+                try:
+                    route = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if route in known:
+                    data = recv(zmq.NOBLOCK)
+                else:
+                    frame = recv(zmq.NOBLOCK, copy=False)
+                    self._learn_fd(route, frame.get(zmq.SRCFD))
+                    data = frame.bytes
+                if sock.getsockopt(zmq.RCVMORE):
+                    while sock.getsockopt(zmq.RCVMORE):
+                        recv(zmq.NOBLOCK)
+                    data = b""  # a bus message is one frame: counted as garbage
+                events.link_received(route, data)
+                if self._events is None:
+                    return  # the node stopped the link while handling that frame
+        finally:
+            self._draining = False
+
+    def _learn_fd(self, route: bytes, fd: int) -> None:
+        if fd >= 0:
+            self._fd_routes[fd] = route
+            self._known.add(route)
+
+    def _on_monitor(self) -> None:
+        monitor = self._monitor
+        while monitor is not None:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            kind, value = event["event"], event["value"]
+            endpoint = event["endpoint"].decode(errors="replace")
+            if kind == zmq.EVENT_DISCONNECTED:
+                route = self._fd_routes.pop(value, None)
+                if endpoint in self._routes_by_endpoint:
+                    self._dropped_endpoints.add(endpoint)
+                    route = route or self._routes_by_endpoint[endpoint]
+                if route is not None:
+                    self._known.discard(route)
+                    if self._events is not None:
+                        self._events.link_lost(route, "connection closed")
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                if endpoint in self._dropped_endpoints and self._events is not None:
+                    self._dropped_endpoints.discard(endpoint)
+                    self._events.link_connected(self._routes_by_endpoint[endpoint])
+            else:
+                log.warning("bus handshake with %s failed (%s)", endpoint, kind)
+            monitor = self._monitor
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, route: bytes, data: bytes) -> None:
+        """Send ``data`` to ``route``; never blocks (a full pipe queues it here)."""
+        sock = self._socket
+        if sock is None:
+            return
+        if self._backlog:
+            self._backlog.append((route, data))
+        else:
+            self._send_now(sock, route, data)
+        if not self._draining:
+            self._schedule_drain()
+
+    def _send_now(self, sock: zmq.Socket[Any], route: bytes, data: bytes) -> bool:
+        try:
+            sock.send(route, zmq.SNDMORE | zmq.NOBLOCK)
+        except zmq.Again:
+            self._backlog.append((route, data))
+            self._arm_retry()
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self._report_unroutable(route)
+                return True
+            raise
+        sock.send(data, zmq.NOBLOCK)
+        return True
+
+    def _flush_backlog(self) -> None:
+        sock = self._socket
+        while sock is not None and self._backlog:
+            route, data = self._backlog.popleft()
+            if not self._send_now(sock, route, data):
+                # It went back to the end: put it first again to keep the order.
+                self._backlog.appendleft(self._backlog.pop())
+                return
+
+    def _arm_retry(self) -> None:
+        if self._retry is None or not self._retry.active():
+            self._retry = self._reactor.call_later(_RETRY, self._drain)
+
+    def _report_unroutable(self, route: bytes) -> None:
+        if route not in self._lost_scheduled:
+            self._lost_scheduled.add(route)
+            self._reactor.call_soon(self._unroutable, route)
+
+    def _unroutable(self, route: bytes) -> None:
+        self._lost_scheduled.discard(route)
+        self._known.discard(route)
+        if self._events is not None:
+            self._events.link_lost(route, "no route to the peer")
