@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "FIELD_CHARS",
     "HEXDIG",
+    "NAME_CACHE",
     "TCHAR",
     "TARGET_CHARS",
     "is_token",
@@ -33,8 +34,8 @@ TARGET_CHARS = bytes(range(0x21, 0x7F))
 # RFC 9112 section 7.1: chunk-size = 1*HEXDIG
 HEXDIG = b"0123456789abcdefABCDEF"
 
-_NAME_CACHE: dict[bytes, bytes] = {}
-_NAME_CACHE_MAX = 512  # bounded: a peer cannot grow it without limit
+NAME_CACHE: dict[bytes, bytes] = {}
+NAME_CACHE_MAX = 512  # bounded: a peer cannot grow it without limit
 
 
 def is_token(value: bytes) -> bool:
@@ -47,12 +48,12 @@ def lower_field_name(name: bytes) -> bytes | None:
 
     RFC 9110 section 5.1: field-name = token.
     """
-    lower = _NAME_CACHE.get(name)
+    lower = NAME_CACHE.get(name)
     if lower is not None:
         return lower
     if not name or name.translate(None, TCHAR):
         return None
     lower = name.lower()
-    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
-        _NAME_CACHE[bytes(name)] = lower
+    if len(NAME_CACHE) < NAME_CACHE_MAX:
+        NAME_CACHE[bytes(name)] = lower
     return lower

@@ -58,6 +58,7 @@ from ._writers import (
 
 __all__ = ["Connection"]
 
+_DEFAULT_LIMITS = Limits()
 _NO_BODY_STATUSES = (204, 304)  # RFC 9112 section 6.3, item 1 (and every 1xx)
 
 
@@ -110,7 +111,7 @@ http_version=b'1.1')
             raise ValueError(f"our_role must be CLIENT or SERVER, not {our_role!r}")
         self.our_role = our_role
         self.their_role = SERVER if our_role is CLIENT else CLIENT
-        self.limits = limits if limits is not None else Limits()
+        self.limits = limits if limits is not None else _DEFAULT_LIMITS
         self._cstate = ConnectionState()
         self._buf = bytearray()
         self._pos = 0
@@ -420,7 +421,10 @@ http_version=b'1.1')
         method = self._request_method
         code = response.status_code
         peer_11 = self.their_http_version == b"1.1"
-        options = [o.lower() for o in headers.get_list(b"connection")]
+        names = headers.lower_names()
+        options = (
+            [o.lower() for o in headers.get_list(b"connection")] if b"connection" in names else []
+        )
         if b"close" in options or self.their_http_version is None:
             # No request was parsed (an error answer): close after this response.
             self._cstate.process_keep_alive_disabled()
@@ -428,7 +432,7 @@ http_version=b'1.1')
             self._writer = NoBodyWriter(discard=method == b"HEAD")
         elif method == b"CONNECT" and 200 <= code < 300:
             self._writer = None
-        elif b"content-length" in headers and b"transfer-encoding" not in headers:
+        elif b"content-length" in names and b"transfer-encoding" not in names:
             self._writer = ContentLengthWriter(_outgoing_length(headers))
         elif peer_11:
             if headers.get_list(b"transfer-encoding") != [b"chunked"]:
@@ -438,7 +442,7 @@ http_version=b'1.1')
             self._writer = ChunkedWriter()
         else:
             # An HTTP/1.0 (or unknown) peer cannot read chunked: delimit by closing.
-            if b"transfer-encoding" in headers:
+            if b"transfer-encoding" in names:
                 headers, changed = headers.copy(), True
                 headers.remove(b"transfer-encoding")
             self._cstate.process_keep_alive_disabled()

@@ -99,6 +99,10 @@ class Headers:
             out.extend(item.strip(b" \t") for item in value.split(b","))
         return [item for item in out if item]
 
+    def lower_names(self) -> list[bytes]:
+        """Return the lower-cased names, in order (the list itself: do not modify)."""
+        return self._lower
+
     def raw_items(self) -> list[tuple[bytes, bytes]]:
         """Return ``(name as given, value)`` pairs, in order."""
         return list(zip(self._names, self._values, strict=True))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._abnf import HEAD_CHARS, HEXDIG, TARGET_CHARS, is_token, lower_field_name
+from ._abnf import HEAD_CHARS, HEXDIG, NAME_CACHE, TARGET_CHARS, is_token, lower_field_name
 from ._errors import RemoteProtocolError
 from ._events import Data, EndOfMessage, InformationalResponse, Request, Response
 from ._headers import Headers
@@ -78,6 +78,8 @@ class Framing:
     host_count: int = 0
 
 
+_NAME_CACHE_GET = NAME_CACHE.get
+
 _SPECIAL = frozenset(
     [b"content-length", b"transfer-encoding", b"connection", b"expect", b"host", b"upgrade"]
 )
@@ -124,27 +126,24 @@ def parse_fields(
 ) -> Headers:
     """Parse field lines ``lines[start:]`` into Headers; fill ``framing`` if given.
 
+    A field name seen before costs one dict lookup (validation and case folding
+    at once); any other line goes through ``_field_name``.
+
     Raises:
         RemoteProtocolError: an invalid field line (400) or too many of them (431).
     """
     if len(lines) - start > limits.max_header_count:
         raise RemoteProtocolError("too many header fields", 431)
+    get = _NAME_CACHE_GET
     names: list[bytes] = []
     lowers: list[bytes] = []
     values: list[bytes] = []
     for i in range(start, len(lines)):
         line = lines[i]
         name, colon, value = line.partition(b":")
-        lower = lower_field_name(name) if colon else None
+        lower = get(name) if colon else None
         if lower is None:
-            if line[0] in (0x20, 0x09):
-                # RFC 9112 section 5.2: obs-fold is rejected with 400.
-                raise RemoteProtocolError("obsolete line folding in header")
-            if not colon:
-                raise RemoteProtocolError("header line without a colon")
-            # RFC 9112 section 5.1: no whitespace between name and colon, and
-            # RFC 9110 section 5.1: the name is a token.
-            raise RemoteProtocolError(f"invalid header name {bytes(name)!r}")
+            lower = _field_name(line)  # validates (caching the name) or raises
         value = value.strip(b" \t")  # RFC 9112 section 5.1: OWS around the value
         names.append(name)
         lowers.append(lower)
@@ -152,6 +151,22 @@ def parse_fields(
         if framing is not None and lower in _SPECIAL:
             _note_special(framing, lower, value)
     return Headers._from_parsed(names, lowers, values)
+
+
+def _field_name(line: bytes) -> bytes:
+    """Return the lower-cased name of a field line, or raise what is wrong with it."""
+    name, colon, _ = line.partition(b":")
+    lower = lower_field_name(name) if colon else None
+    if lower is not None:
+        return lower
+    if line[0] in (0x20, 0x09):
+        # RFC 9112 section 5.2: obs-fold is rejected with 400.
+        raise RemoteProtocolError("obsolete line folding in header")
+    if not colon:
+        raise RemoteProtocolError("header line without a colon")
+    # RFC 9112 section 5.1: no whitespace between name and colon, and
+    # RFC 9110 section 5.1: the name is a token.
+    raise RemoteProtocolError(f"invalid header name {bytes(name)!r}")
 
 
 def _note_special(framing: Framing, lower: bytes, value: bytes) -> None:

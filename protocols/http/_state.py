@@ -40,6 +40,10 @@ __all__ = [
 class Role(enum.Enum):
     """Which end of the connection."""
 
+    # Members are singletons compared by identity: hash them by identity too, in C
+    # (Enum's own __hash__ is Python code, and the state tables hash on every event).
+    __hash__ = object.__hash__
+
     CLIENT = "client"
     SERVER = "server"
 
@@ -50,6 +54,10 @@ SERVER = Role.SERVER
 
 class State(enum.Enum):
     """Where one side stands in the request/response cycle."""
+
+    # Members are singletons compared by identity: hash them by identity too, in C
+    # (Enum's own __hash__ is Python code, and the state tables hash on every event).
+    __hash__ = object.__hash__
 
     IDLE = "idle"
     SEND_RESPONSE = "send response"
@@ -64,6 +72,10 @@ class State(enum.Enum):
 
 class Switch(enum.Enum):
     """A pending proposal to leave HTTP on this connection."""
+
+    # Members are singletons compared by identity: hash them by identity too, in C
+    # (Enum's own __hash__ is Python code, and the state tables hash on every event).
+    __hash__ = object.__hash__
 
     UPGRADE = "upgrade"  # RFC 9110 section 7.8; accepted by a 101
     CONNECT = "connect"  # RFC 9110 section 9.3.6; accepted by a 2xx
@@ -191,20 +203,26 @@ class ConnectionState:
     def _fire_state_triggered(self) -> None:
         states = self.states
         while True:
-            start = dict(states)
-            if self.pending_switches and states[CLIENT] is DONE:
-                states[CLIENT] = MIGHT_SWITCH_PROTOCOL
-            if not self.pending_switches and states[CLIENT] is MIGHT_SWITCH_PROTOCOL:
-                states[CLIENT] = DONE
+            client = old_client = states[CLIENT]
+            server = old_server = states[SERVER]
+            if self.pending_switches:
+                if client is DONE:
+                    client = MIGHT_SWITCH_PROTOCOL
+            elif client is MIGHT_SWITCH_PROTOCOL:
+                client = DONE
             if not self.keep_alive:
-                for role in (CLIENT, SERVER):
-                    if states[role] is DONE:
-                        states[role] = MUST_CLOSE
-            changes = STATE_TRIGGERED.get((states[CLIENT], states[SERVER]))
+                if client is DONE:
+                    client = MUST_CLOSE
+                if server is DONE:
+                    server = MUST_CLOSE
+            changes = STATE_TRIGGERED.get((client, server))
             if changes:
-                states.update(changes)
-            if states == start:
+                client = changes.get(CLIENT, client)
+                server = changes.get(SERVER, server)
+            if client is old_client and server is old_server:
                 return
+            states[CLIENT] = client
+            states[SERVER] = server
 
     def start_next_cycle(self) -> None:
         """Reset both sides to ``IDLE`` after a completed, kept-alive exchange.
