@@ -50,6 +50,7 @@ import functools
 import heapq
 import logging
 import math
+import os
 import selectors
 import socket
 import threading
@@ -950,7 +951,8 @@ class Reactor:
     # -------------------------------------------------------------- processes
 
     def spawn_process(self, protocol: Any, argv: Sequence[str],
-                      env: dict[str, str] | None = None, path: str | None = None,
+                      env: dict[str, str] | None = None,
+                      path: str | os.PathLike[str] | None = None,
                       child_fds: dict[int, Any] | None = None) -> Any:
         """Start ``argv`` with pipes to ``protocol``; returns the process transport."""
         from plait.cluster._process import spawn_process

@@ -269,7 +269,14 @@ def listen_tcp(reactor: Any, port: int, factory: Callable[[], Any], backlog: int
 def _adopt(fd: int, family: int) -> socket.socket:
     if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
         raise ValueError(f"fd must be a file descriptor number, not {fd!r}")
-    sock = socket.socket(family, socket.SOCK_STREAM, 0, os.dup(fd))
+    dup = os.dup(fd)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM, 0, dup)
+    except OSError as exc:
+        os.close(dup)
+        if exc.errno == errno.ENOTSOCK:
+            raise ValueError(f"fd {fd} is not a socket") from None
+        raise
     try:
         if sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) != socket.SOCK_STREAM:
             raise ValueError(f"fd {fd} is not a stream socket")
