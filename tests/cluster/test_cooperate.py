@@ -9,6 +9,7 @@ import pytest
 
 from plait.cluster.defer import Deferred
 from plait.cluster.failure import Failure
+from plait.cluster.reactor import Reactor
 from plait.cluster.task import (
     Clock,
     Cooperator,
@@ -17,6 +18,8 @@ from plait.cluster.task import (
     TaskDone,
     TaskFailed,
     TaskStopped,
+    coiterate,
+    cooperate,
 )
 
 
@@ -273,3 +276,34 @@ def test_the_default_time_slice_takes_at_least_one_step_per_tick() -> None:
 def test_bad_cooperator_limits_are_refused(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Cooperator(Clock(), **kwargs)
+
+
+def test_cooperate_runs_on_the_process_cooperator_and_reactor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr("plait.cluster._react._reactor", clock)
+    monkeypatch.setattr("plait.cluster._cooperate._global", None)
+    log: list[str] = []
+    task = cooperate(_counting(log, "a", 3))
+    done = _outcome(coiterate(_counting(log, "b", 2)))
+    clock.advance(1)  # the default 10 ms slice runs these tiny steps in one tick
+    assert sorted(log) == ["a0", "a1", "a2", "b0", "b1"]
+    assert done != []
+    assert _outcome(task.when_done()) != []
+
+
+async def test_cooperate_gives_the_real_reactor_back_between_ticks(reactor: Reactor) -> None:
+    coop = Cooperator(reactor, time_slice=None, max_steps=1)
+    log: list[str] = []
+
+    def steps() -> Iterator[None]:
+        log.append("a0")
+        reactor.call_soon(log.append, "reactor turn")
+        yield None
+        log.append("a1")
+        yield None
+
+    await coop.coiterate(steps())
+    # One step per tick: the reactor ran the callback between the two steps.
+    assert log == ["a0", "reactor turn", "a1"]

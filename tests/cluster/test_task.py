@@ -13,6 +13,7 @@ from plait.cluster._delayed_call import AlreadyCalled, AlreadyCancelled, Delayed
 from plait.cluster.defer import CancelledError, Deferred
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IDelayedCall, IReactorTime
+from plait.cluster.reactor import Reactor
 from plait.cluster.task import Clock, LoopingCall, defer_later
 
 # ------------------------------------------------------------------------ Clock
@@ -669,3 +670,40 @@ def test_defer_later_refuses_a_negative_or_nan_delay(delay: float) -> None:
     with pytest.raises(ValueError):
         defer_later(clock, delay)
     assert clock.get_delayed_calls() == []
+
+
+# ------------------------------------------------------- on the process's reactor
+
+
+def test_looping_call_schedules_on_the_process_reactor_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr("plait.cluster._react._reactor", clock)
+    times: list[float] = []
+    loop = LoopingCall(lambda: times.append(clock.seconds()))
+    assert loop.clock is clock
+    loop.start(1)
+    clock.advance(1)
+    assert times == [0, 1]
+
+
+async def test_looping_call_runs_on_a_real_reactor(reactor: Reactor) -> None:
+    ticks: list[float] = []
+
+    def tick() -> None:
+        ticks.append(reactor.seconds())
+        if len(ticks) == 3:
+            loop.stop()
+
+    loop = LoopingCall(tick)
+    loop.clock = reactor
+    assert await loop.start(0.001) is loop
+    assert len(ticks) == 3
+    assert ticks[2] - ticks[0] >= 0.002
+
+
+async def test_defer_later_fires_on_a_real_reactor(reactor: Reactor) -> None:
+    start = reactor.seconds()
+    assert await defer_later(reactor, 0.005, lambda: "late") == "late"
+    assert reactor.seconds() - start >= 0.005
