@@ -9,7 +9,9 @@ behaviour shared with real transports is checked again by ``tests/conformance``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -334,3 +336,28 @@ def test_send_fds_after_close_is_dropped() -> None:
     transport.close()
     transport.send_fds([3])
     assert transport.sent_fds == []
+
+
+# ------------------------------------------------------------------ the guide
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "testing-fakes.md"
+
+
+def python_blocks(markdown: str) -> list[str]:
+    """The ```python blocks of ``markdown`` whose first line is not ``# not-run``."""
+    blocks = re.findall(r"^```python\n(.*?)^```$", markdown, flags=re.S | re.M)
+    return [b for b in blocks if not b.lstrip().startswith("# not-run")]
+
+
+def test_python_blocks_finds_runnable_blocks_and_leaves_not_run_ones() -> None:
+    text = "```python\na = 1\n```\n\n```python\n# not-run\nboom()\n```\n```text\nx\n```\n"
+    assert python_blocks(text) == ["a = 1\n"]
+
+
+def test_the_examples_in_docs_testing_fakes_run() -> None:
+    blocks = python_blocks(DOC.read_text(encoding="utf-8"))
+    assert len(blocks) >= 8
+    namespace: dict[str, Any] = {"__name__": "docs_testing_fakes"}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{DOC.name} block {number}", "exec"), namespace)
