@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from plait.protocols.http import (
     CLIENT,
     SERVER,
     Connection,
+    ConnectionClosed,
     Data,
     EndOfMessage,
     Headers,
@@ -255,3 +258,61 @@ def test_a_response_over_the_body_limit_is_rejected() -> None:
 def test_a_response_with_an_empty_reason_parses() -> None:
     events = receive(client_after_get(), b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n")
     assert events[0].reason == b""  # type: ignore[union-attr]
+
+
+# Mutation fuzzing: garbage is a RemoteProtocolError, never a crash -------------------
+
+SEEDS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+]
+ALPHABET = b"\x00\t\n\r :;,-0123456789aAfFzZ\x7f\xff"
+
+
+def mutate(rng: random.Random, wire: bytes) -> bytes:
+    data = bytearray(wire)
+    for _ in range(rng.randint(1, 4)):
+        i = rng.randrange(len(data) + 1)
+        op = rng.randrange(3)
+        if op == 0 and i < len(data):
+            data[i] = rng.choice(ALPHABET)
+        elif op == 1:
+            data[i:i] = bytes([rng.choice(ALPHABET)])
+        elif i < len(data):
+            del data[i]
+    return bytes(data)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_mutated_requests_parse_or_raise_remote_errors_only(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(150):
+        wire = mutate(rng, rng.choice(SEEDS))
+        how = rng.choice(["whole", "bytewise", "random0", "random1"])
+        server = Connection(SERVER, Limits(max_body=100))
+        try:
+            events = receive(server, wire + wire, how, eof=rng.random() < 0.5)
+        except RemoteProtocolError as exc:
+            assert exc.status_hint in (400, 413, 414, 431, 501, 505)
+            assert server.their_state is State.ERROR
+            continue
+        assert all(type(e) in (Request, Data, EndOfMessage, ConnectionClosed) for e in events)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_responses_parse_or_raise_remote_errors_only(seed: int) -> None:
+    rng = random.Random(seed)
+    responses = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+    ]
+    for _ in range(100):
+        client = client_after_get()
+        try:
+            receive(client, mutate(rng, rng.choice(responses)), "random0", eof=True)
+        except RemoteProtocolError:
+            assert client.their_state is State.ERROR
