@@ -265,7 +265,8 @@ def test_a_response_with_an_empty_reason_parses() -> None:
 SEEDS = [
     b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
     b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
-    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n",
     b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 ]
 ALPHABET = b"\x00\t\n\r :;,-0123456789aAfFzZ\x7f\xff"
