@@ -84,6 +84,10 @@ class CooperativeTask:
     """
 
     def __init__(self, iterator: Iterator[object], cooperator: Cooperator) -> None:
+        if not isinstance(iterator, Iterator):
+            raise TypeError(
+                f"cooperate() takes an iterator (a generator, or iter(...)), not {iterator!r}"
+            )
         self._iterator = iterator
         self._cooperator = cooperator
         self._waiters: list[Deferred[Any]] = []
@@ -267,6 +271,10 @@ class Cooperator:
             The task, to pause, resume, stop or wait for with ``when_done``. On a
             stopped Cooperator the task is already finished with
             ``SchedulerStopped``.
+
+        Raises:
+            TypeError: ``iterator`` is not an iterator (a list is an iterable:
+                pass ``iter(a_list)``).
         """
         return CooperativeTask(iterator, self)
 

@@ -164,6 +164,13 @@ class LoopingCall:
     """
 
     def __init__(self, f: Callable[..., object], *args: object, **kwargs: object) -> None:
+        """Prepare to call ``f(*args, **kwargs)``; nothing runs before ``start``.
+
+        Raises:
+            TypeError: ``f`` is not callable.
+        """
+        if not callable(f):
+            raise TypeError(f"{f!r} is not callable")
         self.f = f
         self.args = args
         self.kwargs = kwargs

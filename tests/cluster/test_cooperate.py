@@ -159,6 +159,14 @@ def test_pause_and_resume_nest() -> None:
     assert log == ["a0"]
 
 
+@pytest.mark.parametrize("not_an_iterator", [[1, 2], 5, None])
+def test_cooperate_refuses_what_is_not_an_iterator(not_an_iterator: Any) -> None:
+    clock = Clock()
+    with pytest.raises(TypeError, match="takes an iterator"):
+        _steps(clock).cooperate(not_an_iterator)
+    assert clock.get_delayed_calls() == []
+
+
 def test_resume_when_not_paused_is_refused() -> None:
     task = _steps(Clock()).cooperate(iter(()))
     with pytest.raises(NotPaused):

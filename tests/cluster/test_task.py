@@ -578,6 +578,11 @@ def test_start_refuses_a_negative_or_nan_interval(interval: float) -> None:
     assert not loop.running
 
 
+def test_looping_call_refuses_something_that_is_not_callable() -> None:
+    with pytest.raises(TypeError, match="not callable"):
+        LoopingCall(42)  # type: ignore[arg-type]
+
+
 def test_start_twice_is_refused() -> None:
     loop = _looping(Clock(), lambda: None)
     loop.start(1)
