@@ -2,13 +2,15 @@
 
 Theory of operation
 -------------------
-A Deferred holds a flat list of callback entries. Each entry is a pair of triples,
-``((callback, args, kwargs), (errback, args, kwargs))``; when the Deferred fires,
+A Deferred holds a flat list of callback entries. Each entry is one 6-tuple,
+``(callback, args, how, errback, args, how)``; when the Deferred fires,
 entries run in order, each getting the current result, and whatever it returns
 (or raises, as a ``Failure``) becomes the result for the next entry. A ``Failure``
-result selects the errback half of an entry, anything else the callback half. The
-half that does nothing is the shared ``_PASS`` triple, which the runner skips
-without calling anything. ``kwargs`` is ``None`` when none were given.
+result selects the errback half of an entry, anything else the callback half.
+``how`` is ``None`` for the common ``f(result)`` (no extra arguments, so no
+argument unpacking on the hot path), the keyword dict for ``f(result, *args,
+**kwargs)``, or a sentinel: ``_SKIP`` for the half that does nothing,
+``_WAITER``/``_CHAINED`` for hand-offs (below).
 
 Rules (Twisted's, except where noted):
 
@@ -16,12 +18,13 @@ Rules (Twisted's, except where noted):
 - A callback that returns a Deferred pauses this one until that one fires; its
   result then continues down this chain. If it has already fired, its result is
   taken at once.
-- Waiting is recorded by appending a *continuation* entry (``_CONTINUE``) to the
-  inner Deferred; ``chain_deferred`` appends a ``_CHAIN`` entry. When the runner
-  reaches either kind, it hands the result over and switches to the other
+- Waiting is recorded by appending a hand-off entry (``_WAITER``) to the inner
+  Deferred; ``chain_deferred`` appends one too (``_CHAINED``). When the runner
+  reaches such an entry, it hands the result over and switches to the other
   Deferred on an explicit stack instead of calling into it, so that arbitrarily
   long chains neither recurse nor do more than constant work per entry: entries
-  are consumed by index (``_pos``), never by ``list.pop(0)``.
+  are consumed by a list iterator kept in ``_iter`` while paused (it also sees
+  entries appended meanwhile), never by ``list.pop(0)``.
 - ``cancel()`` on a Deferred that has not fired calls its canceller and then, if
   it still has not fired, errbacks it with ``CancelledError``; afterwards any
   ``callback()``/``errback()`` from the cancelled operation is ignored. A
@@ -45,10 +48,10 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
-from plait.cluster._failure import Failure
+from plait.cluster._failure import _SPECIAL_TYPES, Failure
 from plait.cluster._failure import NoCurrentExceptionError as NoCurrentExceptionError
 
 if TYPE_CHECKING:
@@ -167,19 +170,18 @@ def _passthru(result: object) -> object:
     return result
 
 
-def _continue_marker(result: object) -> object:  # pragma: no cover - never called
-    raise AssertionError("the continuation marker is never called")
+# The third item of an entry's triple says how to call its function: ``None``
+# means ``f(result)``, a dict means ``f(result, *args, **kwargs)``, and the
+# sentinels below mean no call at all.
+_SKIP: Any = ("skip",)  # pass the result through unchanged
+_WAITER: Any = ("waiter",)  # hand the result to ``args``, which waits on us
+_CHAINED: Any = ("chained",)  # fire ``args`` with the result (chain_deferred)
 
+_Entry = tuple[Any, Any, Any, Any, Any, Any]
 
-def _chain_marker(result: object) -> object:  # pragma: no cover - never called
-    raise AssertionError("the chain marker is never called")
-
-
-_PASS: tuple[Any, tuple[Any, ...], Any] = (_passthru, (), None)
-_CONTINUE = _continue_marker
-_CHAIN = _chain_marker
-
-_Entry = tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]
+#: Deferred and every subclass of it. ``type(x) in _DEFERRED_TYPES`` is exact
+#: (subclasses register themselves) and cheaper than ``isinstance`` on a miss.
+_DEFERRED_TYPES: set[type] = set()
 
 
 def _not_callable(what: str, obj: object) -> TypeError:
@@ -203,10 +205,9 @@ class Deferred(Generic[T]):
     __slots__ = (
         "_callbacks",
         "_canceller",
-        "_chained_to",
         "_info",
         "_paused",
-        "_pos",
+        "_iter",
         "_result",
         "_running",
         "_suppress",
@@ -214,16 +215,20 @@ class Deferred(Generic[T]):
         "__weakref__",
     )
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _DEFERRED_TYPES.add(cls)
+        _SPECIAL_TYPES.add(cls)
+
     def __init__(self, canceller: Callable[[Deferred[Any]], None] | None = None) -> None:
         self._callbacks: list[_Entry] = []
-        self._pos = 0
+        self._iter: Iterator[Any] | None = None
         self._result: Any = None
         self.called = False
         self._paused = 0
         self._running = False
         self._suppress = False
         self._canceller = canceller
-        self._chained_to: Deferred[Any] | None = None
         self._info: _DebugInfo | None = (
             _DebugInfo(traceback.format_stack()[:-1]) if _debugging else None
         )
@@ -253,22 +258,44 @@ class Deferred(Generic[T]):
         if not callable(callback):
             raise _not_callable("callback", callback)
         if errback is None:
-            eb: tuple[Any, Any, Any] = _PASS
+            errback, eb_args, eb_how = _passthru, (), _SKIP
         elif not callable(errback):
             raise _not_callable("errback", errback)
+        elif errback_args or errback_kwargs:
+            eb_args, eb_how = tuple(errback_args), dict(errback_kwargs or ())
         else:
-            eb = (errback, tuple(errback_args), errback_kwargs or None)
-        self._callbacks.append(((callback, tuple(callback_args), callback_kwargs or None), eb))
+            eb_args, eb_how = (), None
+        if callback_args or callback_kwargs:
+            cb_args, cb_how = tuple(callback_args), dict(callback_kwargs or ())
+        else:
+            cb_args, cb_how = (), None
+        self._callbacks.append((callback, cb_args, cb_how, errback, eb_args, eb_how))
         if self.called:
             self._run_callbacks()
         return self
 
+    @overload
     def add_callback(
         self,
-        callback: Callable[Concatenate[T, P], S | Deferred[S]],
+        callback: Callable[Concatenate[T, P], Deferred[S]],
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> Deferred[S]:
+    ) -> Deferred[S]: ...
+
+    @overload
+    def add_callback(
+        self,
+        callback: Callable[Concatenate[T, P], S],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Deferred[S]: ...
+
+    def add_callback(
+        self,
+        callback: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Deferred[Any]:
         """Add ``callback(result, *args, **kwargs)`` to the chain; failures skip it.
 
         Returns:
@@ -279,10 +306,12 @@ class Deferred(Generic[T]):
         """
         if not callable(callback):
             raise _not_callable("callback", callback)
-        self._callbacks.append(((callback, args, kwargs or None), _PASS))
+        self._callbacks.append(
+            (callback, args, kwargs if args or kwargs else None, _passthru, (), _SKIP)
+        )
         if self.called:
             self._run_callbacks()
-        return cast("Deferred[S]", self)
+        return self
 
     def add_errback(
         self, errback: Callable[..., Any], *args: Any, **kwargs: Any
@@ -298,7 +327,9 @@ class Deferred(Generic[T]):
         """
         if not callable(errback):
             raise _not_callable("errback", errback)
-        self._callbacks.append((_PASS, (errback, args, kwargs or None)))
+        self._callbacks.append(
+            (_passthru, (), _SKIP, errback, args, kwargs if args or kwargs else None)
+        )
         if self.called:
             self._run_callbacks()
         return self
@@ -313,8 +344,8 @@ class Deferred(Generic[T]):
         """
         if not callable(callback):
             raise _not_callable("callback", callback)
-        triple = (callback, args, kwargs or None)
-        self._callbacks.append((triple, triple))
+        how = kwargs if args or kwargs else None
+        self._callbacks.append((callback, args, how, callback, args, how))
         if self.called:
             self._run_callbacks()
         return self
@@ -333,8 +364,7 @@ class Deferred(Generic[T]):
         """
         if not isinstance(d, Deferred):
             raise TypeError(f"chain_deferred() takes a Deferred, not {type(d).__name__}")
-        item = (_CHAIN, d, None)
-        self._callbacks.append((item, item))
+        self._callbacks.append((_passthru, d, _CHAINED, _passthru, d, _CHAINED))
         if self.called:
             self._run_callbacks()
         return cast("Deferred[None]", self)
@@ -353,7 +383,7 @@ class Deferred(Generic[T]):
             if self._suppress:
                 return
             raise self._already_called()
-        if isinstance(result, Deferred):
+        if type(result) in _DEFERRED_TYPES:
             raise TypeError("callback() takes a result, not a Deferred; use chain_deferred()")
         if self._info is not None:
             self._info.invoker = traceback.format_stack()[:-1]
@@ -463,8 +493,8 @@ class Deferred(Generic[T]):
                 self._suppress = False
                 self.errback(Failure(error))
                 self._suppress = True
-        elif self._chained_to is not None:
-            self._chained_to.cancel()
+        elif self._paused and type(self._result) in _DEFERRED_TYPES:
+            self._result.cancel()
 
     def add_timeout(
         self,
@@ -519,30 +549,44 @@ class Deferred(Generic[T]):
             return
         current: Deferred[Any] = self
         stack: list[Deferred[Any]] | None = None
+        special = _SPECIAL_TYPES
         while True:
-            cbs = current._callbacks
-            i = current._pos
+            it = current._iter
+            if it is None:
+                it = iter(current._callbacks)
             result = current._result
             current._running = True
-            failed = isinstance(result, Failure)
-            switched = False
-            while i < len(cbs):
-                f, args, kwargs = cbs[i][failed]
-                i += 1
-                if f is _passthru:
+            failed = type(result) in special
+            for entry in it:
+                f, args, kwargs, eb, eb_args, eb_kwargs = entry
+                if failed:
+                    f, args, kwargs = eb, eb_args, eb_kwargs
+                if kwargs is None:
+                    try:
+                        result = f(result)
+                    except (Exception, _AsyncioCancelledError) as e:
+                        result = Failure(e)
+                        failed = True
+                        continue
+                elif kwargs is _SKIP:
                     continue
-                if f is _CONTINUE or f is _CHAIN:
+                elif type(kwargs) is dict:
+                    try:
+                        result = f(result, *args, **kwargs)
+                    except (Exception, _AsyncioCancelledError) as e:
+                        result = Failure(e)
+                        failed = True
+                        continue
+                else:
+                    # Hand the result to ``args``: the Deferred waiting on this one
+                    # (_WAITER) or chained to it (_CHAINED); run that one next.
                     other: Deferred[Any] = args
-                    if f is _CONTINUE:
-                        other._chained_to = None
+                    if kwargs is _WAITER:
                         other._paused -= 1
                     elif other.called:
-                        if other._suppress:
-                            result = None
-                            failed = False
-                            continue
-                        result = Failure(other._already_called())
-                        failed = True
+                        if not other._suppress:
+                            result = Failure(other._already_called())
+                            failed = True
                         continue
                     else:
                         other.called = True
@@ -553,55 +597,51 @@ class Deferred(Generic[T]):
                     failed = False
                     if other._paused or other._running:
                         continue
-                    current._pos = i
+                    current._iter = it
                     current._result = None
                     if stack is None:
-                        stack = [current]
+                        stack = [current, other]
                     else:
                         stack.append(current)
-                    current = other
-                    switched = True
+                        stack.append(other)
                     break
-                try:
-                    if kwargs is None:
-                        result = f(result, *args) if args else f(result)
-                    else:
-                        result = f(result, *args, **kwargs)
-                except (Exception, _AsyncioCancelledError) as e:
-                    result = Failure(e)
-                    failed = True
-                    continue
-                if isinstance(result, Deferred):
-                    inner: Deferred[Any] = result
-                    if inner is current:
-                        result = Failure(
-                            DeferredLoopError(
-                                f"callback {f!r} returned the Deferred it was added to"
+                if type(result) in special:
+                    if type(result) in _DEFERRED_TYPES:
+                        inner: Deferred[Any] = result
+                        if inner is current:
+                            result = Failure(
+                                DeferredLoopError(
+                                    f"callback {f!r} returned the Deferred it was added to"
+                                )
                             )
-                        )
-                        failed = True
-                        continue
-                    if inner.called and not inner._paused and not inner._running:
-                        result = inner._take_result()
+                            failed = True
+                            continue
+                        if inner.called and not inner._paused and not inner._running:
+                            result = inner._take_result()
+                            failed = type(result) in special
+                        else:
+                            # Wait for ``inner``: it hands its result back to us.
+                            current._paused += 1
+                            current._iter = it
+                            current._result = inner
+                            current._running = False
+                            inner._callbacks.append(
+                                (_passthru, current, _WAITER, _passthru, current, _WAITER)
+                            )
+                            break
                     else:
-                        current._paused += 1
-                        current._chained_to = inner
-                        current._pos = i
-                        current._result = inner
-                        current._running = False
-                        item = (_CONTINUE, current, None)
-                        inner._callbacks.append((item, item))
-                        break
-                failed = isinstance(result, Failure)
+                        failed = True
+                else:
+                    failed = False
                 if current._paused:  # a callback called pause()
-                    current._pos = i
+                    current._iter = it
                     current._result = result
                     current._running = False
                     break
             else:
                 # Every entry has run.
-                cbs.clear()
-                current._pos = 0
+                current._callbacks.clear()
+                current._iter = None
                 current._result = result
                 current._running = False
                 info = current._info
@@ -611,8 +651,6 @@ class Deferred(Generic[T]):
                     info.failure = result
                 elif info is not None:
                     info.failure = None
-            if switched:
-                continue
             if not stack:
                 return
             current = stack.pop()
@@ -683,13 +721,18 @@ class Deferred(Generic[T]):
 
     def __repr__(self) -> str:
         name = type(self).__name__
-        if self._chained_to is not None:
-            state = f" waiting on {type(self._chained_to).__name__} at 0x{id(self._chained_to):x}"
+        if self._paused and type(self._result) in _DEFERRED_TYPES:
+            inner = self._result
+            state = f" waiting on {type(inner).__name__} at 0x{id(inner):x}"
         elif self.called:
             state = f" current result: {self._result!r}"
         else:
             state = ""
         return f"<{name} at 0x{id(self):x}{state}>"
+
+
+_DEFERRED_TYPES.add(Deferred)
+_SPECIAL_TYPES.add(Deferred)
 
 
 class _DriverState(threading.local):

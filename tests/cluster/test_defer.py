@@ -44,7 +44,11 @@ def test_callback_added_after_firing_runs_at_once() -> None:
 def test_extra_positional_and_keyword_arguments_reach_the_callback() -> None:
     d = succeed(1)
     seen: list[Any] = []
-    d.add_callback(lambda r, a, b=0: seen.append((r, a, b)), 2, b=3)
+
+    def record(r: int, a: int, b: int = 0) -> None:
+        seen.append((r, a, b))
+
+    d.add_callback(record, 2, b=3)
     d.add_errback(lambda f, a: seen.append(a), "unused")
     assert seen == [(1, 2, 3)]
 
@@ -191,7 +195,7 @@ def test_errback_with_something_not_an_exception_raises_type_error() -> None:
 
 def test_callback_with_a_deferred_raises_type_error() -> None:
     with pytest.raises(TypeError):
-        Deferred().callback(Deferred())
+        Deferred().callback(Deferred())  # type: ignore[arg-type]
 
 
 def test_callback_returning_its_own_deferred_errbacks_with_a_clear_error() -> None:
