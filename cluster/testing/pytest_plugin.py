@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import gc
 import inspect
-import logging
 import math
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -54,8 +53,6 @@ if TYPE_CHECKING:
     from plait.cluster.task import Clock
 
 __all__ = ["DEFAULT_TIMEOUT"]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds an ``async def`` or Deferred-returning test may run by default."""
@@ -77,11 +74,7 @@ class _UnhandledErrors:
         self.seen.append(failure)
 
     def install(self) -> None:
-        try:
-            from plait.cluster._defer import _unhandled_error_observers
-        except ImportError:
-            log.warning("plait.cluster._defer is missing: unhandled failures go unchecked")
-            return
+        from plait.cluster._defer import _unhandled_error_observers
 
         _unhandled_error_observers.append(self)
         self._observers = _unhandled_error_observers
