@@ -28,10 +28,10 @@ the call that asked for it, as asyncio delivers it on a later loop iteration.
 Rules (chosen to mirror asyncio's selector transports over TCP):
 
 - ``write`` of something that is not bytes-like raises ``TypeError``. ``write``
-  after ``close``/``abort`` is dropped without raising (and counted in
-  ``dropped_bytes``). ``write`` after ``write_eof`` (and before close) raises
-  ``RuntimeError``, as asyncio's does.
+  after ``close``/``abort``/``write_eof`` is dropped without raising (and counted
+  in ``dropped_bytes``), as the native transport drops it.
 - After ``close`` the transport stops reading (asyncio removes its reader).
+- A connection that is half-closed both ways (EOF written and received) closes.
 - Water marks follow asyncio: ``pause_writing`` once the buffer is *above* ``high``,
   ``resume_writing`` once it is *at or below* ``low``. Defaults: 64 KiB and 16 KiB.
 - When the connection is lost, a registered producer gets ``stop_producing()``.
@@ -142,6 +142,7 @@ class MemoryTransport:
         self._outbox: deque[_Segment] = deque()
         self._outbox_size = 0
         self._eof_delivered = False
+        self._eof_received = False
         self._reset_pending = False
 
     # ------------------------------------------------------------ recording
@@ -204,16 +205,15 @@ class MemoryTransport:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Record ``data`` (and queue it for the peer when wired).
 
+        Dropped (and counted in ``dropped_bytes``) once closing or after ``write_eof``.
+
         Raises:
             TypeError: ``data`` is not bytes-like.
-            RuntimeError: called after ``write_eof`` on a transport that is not closing.
         """
         payload = _check_bytes(data, "write()")
-        if self._closing:
+        if self._closing or self._eof_written:
             self._drop(len(payload))
             return
-        if self._eof_written:
-            raise RuntimeError("cannot call write() after write_eof()")
         if payload:
             self._queue(_Segment(payload))
 
@@ -249,11 +249,9 @@ class MemoryTransport:
                 raise TypeError(f"file descriptors must be ints, got {type(fd).__name__}")
             if fd < 0:
                 raise ValueError(f"file descriptors must be >= 0, got {fd}")
-        if self._closing:
+        if self._closing or self._eof_written:
             self._drop(len(payload))
             return
-        if self._eof_written:
-            raise RuntimeError("cannot call send_fds() after write_eof()")
         copies: list[int] = []
         if self._peer is not None:
             try:
@@ -360,8 +358,11 @@ class MemoryTransport:
         """Attach a push (``streaming=True``) or pull producer, Twisted's way.
 
         A push producer is paused and resumed with the write buffer's water marks.
-        A pull producer gets ``resume_producing()`` now and, when wired, each time the
-        pump empties the buffer. On a lost connection the producer is stopped at once.
+        A pull producer, standalone, gets ``resume_producing()`` once, now; wired, it
+        gets one on every pump step that finds the buffer empty (the native transport
+        asks again each time its buffer empties), until it unregisters; an exception
+        from it aborts the connection with that exception. On a lost connection the
+        producer is stopped at once.
 
         Raises:
             RuntimeError: a producer is registered already.
@@ -376,7 +377,7 @@ class MemoryTransport:
         if self.streaming:
             if self._writing_paused:
                 self._producer_call("pause_producing")
-        else:
+        elif self._peer is None:
             self._producer_call("resume_producing")
 
     def unregister_producer(self) -> None:
@@ -412,10 +413,20 @@ class MemoryTransport:
         return segments
 
     def _after_drain(self) -> None:
-        """The pump emptied the outbox: resume writing, feed a pull producer."""
+        """The pump emptied the outbox: resume writing."""
         self._check_water_marks()
-        if self.producer is not None and not self.streaming and not self._closing:
-            self._producer_call("resume_producing")
+
+    def _pull(self) -> bool:
+        """The pump found the outbox empty: ask a pull producer for more."""
+        producer: Any = self.producer  # an IPullProducer when not streaming
+        if producer is None or self.streaming or self._closing:
+            return False
+        try:
+            producer.resume_producing()
+        except Exception as exc:
+            _log.exception("%r: pull producer resume_producing() failed; aborting", self)
+            self._abort(exc)
+        return True
 
     def _check_water_marks(self) -> None:
         size = self.get_write_buffer_size()
@@ -462,12 +473,17 @@ class MemoryTransport:
             self._connection_lost(exc)
 
     def _connection_lost(self, exc: BaseException | None) -> None:
-        """Deliver ``connection_lost(exc)`` once and stop any producer."""
+        """Deliver ``connection_lost(exc)`` once, then stop any producer."""
         if self._lost:
             return
         self._lost = True
         self._closing = True
         self._drop_outbox()
+        if self._protocol is not None:
+            try:
+                self._protocol.connection_lost(exc)
+            except Exception:
+                _log.exception("%r: protocol connection_lost() failed", self)
         producer, self.producer = self.producer, None
         self.streaming = False
         if producer is not None:
@@ -475,11 +491,6 @@ class MemoryTransport:
                 producer.stop_producing()
             except Exception:
                 _log.exception("%r: producer stop_producing() failed", self)
-        if self._protocol is not None:
-            try:
-                self._protocol.connection_lost(exc)
-            except Exception:
-                _log.exception("%r: protocol connection_lost() failed", self)
 
     def __repr__(self) -> str:
         state = "lost" if self._lost else "closing" if self._closing else "open"

@@ -26,7 +26,10 @@ direction, in this order:
    Descriptors (duplicated by ``send_fds``) that cannot be delivered are closed.
 4. With the queue empty, a ``write_eof``/``close`` of the sender is delivered:
    a closing sender gets ``connection_lost(None)``; the receiver, once it reads,
-   gets ``eof_received()`` and is closed unless that returned a true value.
+   gets ``eof_received()`` and is closed unless that returned a true value and it
+   has not written EOF itself (half-closed both ways, the connection is over).
+5. Still with the queue empty, a registered pull producer gets
+   ``resume_producing()`` (the native transport asks each time its buffer empties).
 
 ``flush()`` repeats steps until one moves nothing, and raises ``RuntimeError``
 after ``max_iterations`` busy steps, like Twisted's ``iosim`` loop guard: two
@@ -181,6 +184,8 @@ def _carry(src: MemoryTransport, dst: MemoryTransport) -> bool:
         _deliver(src._take_outbox(), dst)
         src._after_drain()
         return True
+    if src._eof_written and src._eof_received and not src._closing:
+        src.close()  # half-closed both ways: the connection is over
     if src._close_requested:
         src._connection_lost(None)
         moved = True
@@ -191,7 +196,7 @@ def _carry(src: MemoryTransport, dst: MemoryTransport) -> bool:
             src._eof_delivered = True
             _deliver_eof(dst)
             moved = True
-    return moved
+    return src._pull() or moved
 
 
 def _notices_reset(dst: MemoryTransport) -> bool:
@@ -230,6 +235,7 @@ def _close_undelivered(segments: list[Any]) -> None:
 
 
 def _deliver_eof(dst: MemoryTransport) -> None:
+    dst._eof_received = True
     protocol = dst.get_protocol()
     try:
         keep_open = protocol.eof_received()
@@ -237,7 +243,7 @@ def _deliver_eof(dst: MemoryTransport) -> None:
         _log.exception("%r: eof_received() failed; aborting its connection", protocol)
         dst._abort(exc)
         return
-    if not keep_open:
+    if not keep_open or dst._eof_written:
         dst.close()
 
 

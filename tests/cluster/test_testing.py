@@ -107,16 +107,17 @@ def test_write_after_close_is_dropped_and_counted_without_raising() -> None:
     assert transport.dropped_bytes == 9
 
 
-def test_write_after_write_eof_raises_runtime_error() -> None:
+def test_write_after_write_eof_is_dropped_and_counted_without_raising() -> None:
     transport = MemoryTransport()
+    transport.write(b"kept")
     transport.write_eof()
     assert transport.eof_written
     assert transport.can_write_eof()
-    with pytest.raises(RuntimeError):
-        transport.write(b"x")
-    transport.close()
-    transport.write(b"x")  # closing wins: dropped, no error
-    assert transport.value() == b""
+    transport.write(b"late")
+    transport.send_fds([3], b"x")
+    assert transport.value() == b"kept"
+    assert transport.dropped_bytes == 5
+    assert transport.sent_fds == []
 
 
 def test_standalone_close_delivers_connection_lost_none_at_once_and_only_once() -> None:

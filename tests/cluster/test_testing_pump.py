@@ -307,6 +307,64 @@ def test_a_pull_producer_is_resumed_each_time_the_pump_drains_the_buffer() -> No
     assert client.transport.producer is None
 
 
+def test_a_wired_pull_producer_is_first_resumed_by_the_pump_not_by_registration() -> None:
+    server, client = Recorder(), Recorder()
+    pump = connect_in_memory(server, client)
+    producer = PullProducer(client.transport, [b"x"])
+    client.transport.register_producer(producer, False)
+    assert producer.calls == []
+    pump.flush()
+    assert producer.calls == ["resume", "resume"] and bytes(server.data) == b"x"
+
+
+def test_an_exception_in_a_pull_producer_aborts_the_connection_with_it() -> None:
+    boom = RuntimeError("producer broke")
+
+    class Broken(PullProducer):
+        def resume_producing(self) -> None:
+            raise boom
+
+    server, client = Recorder(), Recorder()
+    pump = connect_in_memory(server, client)
+    producer = Broken(client.transport, [])
+    client.transport.register_producer(producer, False)
+    pump.flush()
+    assert client.lost == [boom]
+    assert isinstance(server.lost[0], ConnectionResetError)
+
+
+def test_a_connection_half_closed_both_ways_is_closed_on_both_sides() -> None:
+    server, client = Recorder(keep_open=True), Recorder(keep_open=True)
+    pump = connect_in_memory(server, client)
+    client.transport.write_eof()
+    pump.flush()
+    assert server.events[-1] == "eof" and server.lost == []
+    server.transport.write(b"reply")
+    server.transport.write_eof()
+    pump.flush()
+    assert client.events == ["made", ("data", b"reply"), "eof", "lost"]
+    assert client.lost == [None] and server.lost == [None]
+
+
+def test_a_producer_is_stopped_after_connection_lost_is_delivered() -> None:
+    order: list[str] = []
+
+    class Lost(Recorder):
+        def connection_lost(self, exc: BaseException | None) -> None:
+            order.append("connection_lost")
+
+    class Stop(PullProducer):
+        def stop_producing(self) -> None:
+            order.append("stop_producing")
+
+    server, client = Recorder(), Lost()
+    pump = connect_in_memory(server, client)
+    client.transport.register_producer(Stop(client.transport, [b"a"] * 100), True)
+    client.transport.abort()
+    pump.flush()
+    assert order == ["connection_lost", "stop_producing"]
+
+
 def test_the_pump_advances_its_clock_by_zero_on_every_step() -> None:
     clock = Clock()
     server, client = Recorder(), Recorder()

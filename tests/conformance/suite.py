@@ -23,12 +23,13 @@ from typing import Any
 import pytest
 from zope.interface import implementer
 
-from plait.cluster.interfaces import IPushProducer, ITransport, IUnixTransport
+from plait.cluster.interfaces import IPullProducer, IPushProducer, ITransport, IUnixTransport
 from plait.cluster.protocol import Protocol
 
 __all__ = [
     "Pair",
     "PairBuilder",
+    "PullingProducer",
     "ReactorPairBuilder",
     "Recorder",
     "RecordingProducer",
@@ -113,6 +114,27 @@ class RecordingProducer:
 
     def stop_producing(self) -> None:
         self.calls.append("stop")
+
+
+@implementer(IPullProducer)
+class PullingProducer:
+    """A pull producer that writes one chunk per ``resume_producing``, then unregisters."""
+
+    def __init__(self, transport: Any, chunks: list[bytes]) -> None:
+        self.transport = transport
+        self.chunks = chunks
+        self.resumes = 0
+        self.stops = 0
+
+    def resume_producing(self) -> None:
+        self.resumes += 1
+        if self.chunks:
+            self.transport.write(self.chunks.pop(0))
+        else:
+            self.transport.unregister_producer()
+
+    def stop_producing(self) -> None:
+        self.stops += 1
 
 
 @dataclass
@@ -268,6 +290,27 @@ class TransportConformance:
         assert pair.client.lost == [None]
         assert pair.server.lost == [None]
 
+    def test_write_after_write_eof_is_dropped_without_raising(self, pair: Pair) -> None:
+        pair.server.keep_open_on_eof = True
+        pair.client.transport.write(b"before")
+        pair.client.transport.write_eof()
+        pair.client.transport.write(b"after")
+        pair.client.transport.writelines([b"after", b"again"])
+        assert pair.drive(lambda: pair.server.eofs == 1, 5.0)
+        assert bytes(pair.server.data) == b"before"
+
+    def test_a_connection_half_closed_both_ways_ends_on_both_sides(self, pair: Pair) -> None:
+        pair.server.keep_open_on_eof = True
+        pair.client.keep_open_on_eof = True
+        pair.client.transport.write_eof()
+        assert pair.drive(lambda: pair.server.eofs == 1, 5.0)
+        pair.server.transport.write(b"reply")
+        pair.server.transport.write_eof()
+        assert pair.drive(lambda: bool(pair.client.lost and pair.server.lost), 5.0)
+        assert bytes(pair.client.data) == b"reply"
+        assert pair.client.eofs == 1
+        assert pair.client.lost == [None] and pair.server.lost == [None]
+
     def test_eof_closes_the_peer_when_eof_received_returns_false(self, pair: Pair) -> None:
         pair.client.transport.write_eof()
         assert pair.drive(lambda: bool(pair.server.lost and pair.client.lost), 5.0)
@@ -324,6 +367,18 @@ class TransportConformance:
         pair.server.transport.resume_reading()
         assert pair.drive(lambda: producer.calls == ["pause", "resume"], 10.0)
         client.unregister_producer()
+
+    def test_pull_producer_is_asked_for_more_until_it_unregisters(self, pair: Pair) -> None:
+        chunks = [_pattern(16 * 1024, i) for i in range(64)]
+        producer = PullingProducer(pair.client.transport, list(chunks))
+        pair.client.transport.register_producer(producer, False)
+        want = b"".join(chunks)
+        assert pair.drive(
+            lambda: len(pair.server.data) >= len(want) and producer.resumes > len(chunks), 10.0
+        )
+        assert bytes(pair.server.data) == want
+        assert producer.resumes == len(chunks) + 1
+        assert producer.stops == 0
 
     def test_get_extra_info_names_both_ends(self, pair: Pair) -> None:
         server, client = pair.server.transport, pair.client.transport
