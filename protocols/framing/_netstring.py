@@ -6,7 +6,7 @@ the length digits as they arrive, so a bad or oversize length is rejected as soo
 it is visible and before any of the payload is buffered: no digits, a non-digit, a
 leading zero, more digits than ``max_length`` has, or a value over ``max_length``.
 A payload not followed by ``,`` is rejected too. Consumed bytes are compacted away
-once per ``feed`` call. After an error the decoder refuses further use.
+once per ``receive_data`` call. After an error the decoder refuses further use.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class NetstringDecoder:
         self.max_length = max_length
         self._max_digits = len(str(max_length))
         self._buf = bytearray()
+        self._pos = 0
         self._need: int | None = None  # payload length once the header is read
         self._failed = False
 
@@ -57,8 +58,18 @@ class NetstringDecoder:
             raise self._fail(f"a netstring of {value} bytes exceeds {self.max_length}")
         return value
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return every payload they complete.
+    def receive_data(self, data: bytes) -> None:
+        """Add received bytes; call ``next_frame`` to take payloads out."""
+        if self._pos:
+            del self._buf[: self._pos]  # one compaction per call, not per payload
+            self._pos = 0
+        self._buf += data
+
+    def next_frame(self) -> bytes | None:
+        """Return the next complete payload, or ``None`` if more data is needed.
+
+        Payloads completed before a bad netstring are all returned before the
+        error is raised.
 
         Raises:
             NetstringError: the stream is not a valid netstring sequence (also
@@ -67,31 +78,38 @@ class NetstringDecoder:
         if self._failed:
             raise NetstringError("the decoder failed earlier")
         buf = self._buf
-        buf += data
+        pos = self._pos
+        need = self._need
+        if need is None:
+            colon = buf.find(b":", pos, pos + self._max_digits + 1)
+            if colon < 0:
+                # Validate the digits seen so far, to fail before buffering more.
+                self._check_digits(buf[pos : pos + self._max_digits + 1], False)
+                return None
+            need = self._check_digits(buf[pos:colon], True)
+            assert need is not None
+            self._need = need
+            pos = self._pos = colon + 1
+        if len(buf) - pos <= need:
+            return None
+        if buf[pos + need] != 0x2C:  # b","
+            raise self._fail("a netstring payload is not followed by a comma")
+        self._pos = pos + need + 1
+        self._need = None
+        return bytes(buf[pos : pos + need])
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Receive ``data`` and return every payload it completes.
+
+        Raises:
+            NetstringError: as ``next_frame`` (payloads of the same call that came
+                before the bad netstring are lost with it; use ``next_frame`` to
+                keep them).
+        """
+        self.receive_data(data)
         out: list[bytes] = []
-        pos = 0
-        try:
-            while True:
-                need = self._need
-                if need is None:
-                    colon = buf.find(b":", pos, pos + self._max_digits + 1)
-                    if colon < 0:
-                        # Validate the digits seen so far, to fail before buffering more.
-                        self._check_digits(buf[pos : pos + self._max_digits + 1], False)
-                        break
-                    need = self._check_digits(buf[pos:colon], True)
-                    assert need is not None
-                    self._need = need
-                    pos = colon + 1
-                if len(buf) - pos <= need:
-                    break
-                if buf[pos + need] != 0x2C:  # b","
-                    raise self._fail("a netstring payload is not followed by a comma")
-                out.append(bytes(buf[pos : pos + need]))
-                pos += need + 1
-                self._need = None
-        finally:
-            del buf[:pos]  # one compaction per call
+        while (payload := self.next_frame()) is not None:
+            out.append(payload)
         return out
 
 

@@ -3,8 +3,9 @@
 Theory of operation: each frame is an unsigned big-endian length followed by that
 many payload bytes. The prefix is checked against ``max_frame`` as soon as it is
 complete, before any of the body is buffered, so an oversize announcement costs the
-peer its connection and us nothing. Consumed bytes are compacted away once per
-``feed`` call. After an error the decoder refuses further use.
+peer its connection and us nothing. ``receive_data`` buffers, ``next_frame`` pulls
+one frame at a time (``feed`` does both); consumed bytes are compacted away once per
+``receive_data`` call. After an error the decoder refuses further use.
 """
 
 from __future__ import annotations
@@ -48,10 +49,21 @@ class PrefixedDecoder:
         self.prefix_bits = prefix_bits
         self.max_frame = min(max_frame, ceiling)
         self._buf = bytearray()
+        self._pos = 0
         self._failed = False
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return every frame payload they complete.
+    def receive_data(self, data: bytes) -> None:
+        """Add received bytes; call ``next_frame`` to take frames out."""
+        if self._pos:
+            del self._buf[: self._pos]  # one compaction per call, not per frame
+            self._pos = 0
+        self._buf += data
+
+    def next_frame(self) -> bytes | None:
+        """Return the next complete frame payload, or ``None`` if more data is needed.
+
+        Frames completed before an oversize prefix are all returned before the
+        error is raised.
 
         Raises:
             FrameTooLargeError: a prefix exceeds ``max_frame`` (also raised on
@@ -60,23 +72,33 @@ class PrefixedDecoder:
         if self._failed:
             raise FrameTooLargeError("the decoder failed earlier")
         buf = self._buf
-        buf += data
-        size_of_prefix = self._struct.size
-        unpack_from = self._struct.unpack_from
+        pos = self._pos
+        header = self._struct.size
+        if len(buf) - pos < header:
+            return None
+        (size,) = self._struct.unpack_from(buf, pos)
+        if size > self.max_frame:
+            self._failed = True
+            del buf[:]
+            raise FrameTooLargeError(f"a frame of {size} bytes exceeds {self.max_frame}")
+        end = pos + header + size
+        if end > len(buf):
+            return None
+        self._pos = end
+        return bytes(buf[pos + header : end])
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Receive ``data`` and return every frame payload it completes.
+
+        Raises:
+            FrameTooLargeError: as ``next_frame`` (frames of the same call that
+                came before the oversize prefix are lost with it; use
+                ``next_frame`` to keep them).
+        """
+        self.receive_data(data)
         frames: list[bytes] = []
-        pos = 0
-        while len(buf) - pos >= size_of_prefix:
-            (size,) = unpack_from(buf, pos)
-            if size > self.max_frame:
-                self._failed = True
-                del buf[:]
-                raise FrameTooLargeError(f"a frame of {size} bytes exceeds {self.max_frame}")
-            end = pos + size_of_prefix + size
-            if end > len(buf):
-                break
-            frames.append(bytes(buf[pos + size_of_prefix : end]))
-            pos = end
-        del buf[:pos]  # one compaction per call, not per frame
+        while (frame := self.next_frame()) is not None:
+            frames.append(frame)
         return frames
 
 

@@ -269,3 +269,32 @@ def test_unsupported_prefix_sizes_are_refused(bits: int) -> None:
 def test_prefixed_decoder_rejects_a_negative_limit() -> None:
     with pytest.raises(ValueError):
         PrefixedDecoder(max_frame=-1)
+
+
+def test_next_frame_returns_good_netstrings_before_raising_for_a_bad_one() -> None:
+    decoder = NetstringDecoder()
+    decoder.receive_data(b"1:a,1:b,x")
+    assert decoder.next_frame() == b"a"
+    assert decoder.next_frame() == b"b"
+    with pytest.raises(NetstringError):
+        decoder.next_frame()
+
+
+def test_next_frame_returns_good_frames_before_raising_for_an_oversize_prefix() -> None:
+    decoder = PrefixedDecoder(prefix_bits=16, max_frame=4)
+    decoder.receive_data(b"\x00\x01a\x00\x05")
+    assert decoder.next_frame() == b"a"
+    with pytest.raises(FrameTooLargeError):
+        decoder.next_frame()
+
+
+@pytest.mark.parametrize("how", CHUNKING_IDS)
+def test_pulling_frames_one_at_a_time_matches_feed(how: str) -> None:
+    wire = b"".join(encode_prefixed(p) for p in [b"x", b"yy", b""])
+    decoder = PrefixedDecoder()
+    got = []
+    for piece in split(wire, how):
+        decoder.receive_data(piece)
+        while (frame := decoder.next_frame()) is not None:
+            got.append(frame)
+    assert got == [b"x", b"yy", b""]
