@@ -334,3 +334,22 @@ def test_a_memory_reactor_can_be_the_clock_of_a_pump() -> None:
     reactor.call_soon(client.transport.write, b"via call_soon")
     pump.flush()
     assert bytes(server.data) == b"via call_soon"
+
+
+def test_a_cancelled_call_when_running_does_not_run() -> None:
+    reactor = MemoryReactor()
+    ran: list[str] = []
+    handle = reactor.call_when_running(ran.append, "cancelled")
+    reactor.call_when_running(ran.append, "kept")
+    handle.cancel()
+    reactor.run()
+    assert ran == ["kept"]
+
+
+def test_a_stopped_port_can_start_listening_again() -> None:
+    port = MemoryReactor().listen_tcp(8080, Recorder)
+    port.stop_listening()
+    port.start_listening()
+    assert port.listening
+    pump = port.accept()
+    assert isinstance(pump.server, Recorder)

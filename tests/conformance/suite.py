@@ -490,15 +490,23 @@ class ReactorPairBuilder(PairBuilder):
             return True
         reactor = self.reactor
         deadline = time.monotonic() + timeout
+        errors: list[Exception] = []
 
         def check() -> None:
-            if until() or time.monotonic() >= deadline:
+            try:
+                done = until()
+            except Exception as exc:  # re-raised below, outside the loop
+                errors.append(exc)
+                done = True
+            if done or time.monotonic() >= deadline:
                 reactor.stop()
             else:
                 reactor.call_later(self.poll_interval, check)
 
         reactor.call_soon(check)
         reactor.run(install_signal_handlers=False)
+        if errors:
+            raise errors[0]
         return until()
 
     def close(self) -> None:
