@@ -12,10 +12,13 @@ ends the task. A task leaves the runnable list while paused (by ``pause`` or by 
 Deferred) and once finished (done, failed or stopped); with no runnable task the
 Cooperator schedules nothing.
 
-Ticks are scheduled ``_TICK_DELAY`` seconds ahead rather than at 0, so that on a
-``Clock`` each ``advance`` runs exactly one tick (a call scheduled for "now" during
-``advance`` would run in the same ``advance``), and on a reactor timers that are due
-run between ticks.
+Where ticks are scheduled: on a reactor (a clock that provides ``IReactorCore``) with
+``call_soon``, which runs on the loop's next iteration, after it has polled for
+I/O. On a bare ``IReactorTime`` such as ``Clock`` with ``call_later(_TICK_DELAY)``:
+not 0, because a call scheduled for "now" during ``Clock.advance`` runs in the same
+``advance``; this way each ``advance`` runs exactly one tick. (On the native reactor
+a tiny positive delay would cost a whole millisecond per tick: epoll rounds its
+timeout up to milliseconds.)
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from plait.cluster._defer import Deferred
 from plait.cluster._failure import Failure
-from plait.cluster.interfaces import IDelayedCall, IReactorTime
+from plait.cluster.interfaces import IReactorCore, IReactorTime
 
 __all__ = [
     "CooperativeTask",
@@ -46,6 +49,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _TICK_DELAY = 0.00001
+
+
+class _Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
 class SchedulerError(Exception):
@@ -255,7 +262,7 @@ class Cooperator:
         self._tasks: list[CooperativeTask] = []  # runnable: not paused, not finished
         self._members: dict[CooperativeTask, None] = {}  # every unfinished task, in order
         self._round: Iterator[CooperativeTask] = iter(())
-        self._tick_call: IDelayedCall | None = None
+        self._tick_call: _Cancellable | None = None
         self._started = started
         self._stopped = False
 
@@ -313,7 +320,11 @@ class Cooperator:
 
     def _schedule(self) -> None:
         if self._started and not self._stopped and self._tick_call is None and self._tasks:
-            self._tick_call = self._get_clock().call_later(_TICK_DELAY, self._tick)
+            clock = self._get_clock()
+            if IReactorCore.providedBy(clock):
+                self._tick_call = clock.call_soon(self._tick)
+            else:
+                self._tick_call = clock.call_later(_TICK_DELAY, self._tick)
 
     def _get_clock(self) -> IReactorTime:
         if self._clock is None:
