@@ -102,7 +102,16 @@ class ProcessTransport:
             self._open_pipes.add(child_fd)
 
     def _start(self) -> None:
-        self._watch_exit()
+        try:
+            self._watch_exit()
+        except BaseException:
+            # No way to reap it later (add_signal_handler refuses outside the main
+            # thread): end it now. SIGKILL makes this waitpid short.
+            os.kill(self._pid, _signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            for pipe in self._pipes.values():
+                os.close(pipe.fileno())
+            raise
         try:
             self._protocol.connection_made(self)
         except BaseException:

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -632,3 +633,41 @@ def test_transports_and_pipes_provide_their_interfaces(one: Spawner) -> None:
     assert not IPullProducer.providedBy(t.get_pipe_transport(1))
     assert "running" in repr(t) and "ReadPipe" in repr(t.get_pipe_transport(1))
     assert t.get_pipe_transport(1).get_extra_info("child_fd") == 1
+
+
+def test_without_pidfds_spawning_outside_the_main_thread_raises_and_ends_the_child(
+    one: Spawner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_process, "_use_pidfd", False)
+    errors: list[BaseException] = []
+    before = open_fds()
+
+    def spawn() -> None:
+        try:
+            one.spawn(WAIT_FOR_STDIN_EOF)
+        except ValueError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=spawn)
+    thread.start()
+    thread.join(WAIT)
+    assert len(errors) == 1 and "main thread" in str(errors[0])
+    assert open_fds() == before
+    assert one.transports == []
+
+
+@pytest.mark.parametrize("with_path", [False, True])
+def test_the_child_does_not_inherit_pythons_ignored_sigpipe(
+    one: Spawner, tmp_path: Path, with_path: bool
+) -> None:
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc")
+    proto = Recorder()
+    path = str(tmp_path) if with_path else None
+    t = one.reactor.spawn_process(proto, ["cat", "/proc/self/status"], path=path)
+    one.transports.append(t)
+    one.wait_exited(proto)
+    fields = dict(line.split(":\t", 1) for line in proto.data[1].decode().splitlines())
+    ignored = int(fields["SigIgn"], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert int(fields["SigBlk"], 16) == 0
