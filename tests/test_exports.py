@@ -3,7 +3,9 @@
 ``EXPECTED`` is the table of public modules of ``plait.cluster`` that DESIGN.md and
 STYLE.md name, each with the names DESIGN gives it. It lists only modules that are
 written; a module in the table that cannot be imported fails
-``test_every_module_in_the_table_imports``, so a module is never skipped quietly.
+``test_every_module_in_the_table_imports``, so a module is never skipped quietly,
+and a new public module (a file under ``cluster/`` without a leading ``_``) fails
+``test_every_public_module_under_cluster_is_in_the_table`` until it gets its row.
 A DESIGN name that is not written yet sits in ``NOT_YET_WRITTEN``, and a test fails
 as soon as it appears, so that it moves to ``EXPECTED``.
 
@@ -64,12 +66,37 @@ NOT_YET_WRITTEN: dict[str, set[str]] = {
     "plait.cluster.reactor": {"AsyncioReactor"},
 }
 
+NOT_AN_API: dict[str, str] = {
+    "plait.cluster.testing.pytest_plugin": "pytest hooks and fixtures, loaded by pytest11",
+}
+
 FORBIDDEN_IN_CLUSTER = ("plait.protocols", "plait.worker", "plait.supervisor")
 CLUSTER_DIR = Path(__file__).resolve().parent.parent / "cluster"
 
 
 def _module(name: str) -> ModuleType:
     return importlib.import_module(name)
+
+
+def public_modules(root: Path = CLUSTER_DIR) -> list[str]:
+    """The dotted names of the modules under ``cluster/`` whose path has no ``_`` part."""
+    names = []
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        if any(part.startswith("_") for part in parts):
+            continue
+        names.append(".".join(["plait", "cluster", *parts]))
+    return sorted(names)
+
+
+def test_every_public_module_under_cluster_is_in_the_table() -> None:
+    """A new public module gets a row in EXPECTED with the names DESIGN gives it."""
+    found = set(public_modules())
+    assert "plait.cluster.defer" in found and "plait.cluster" in found
+    missing = sorted(found - set(EXPECTED) - set(NOT_AN_API))
+    assert missing == [], f"add {missing} to EXPECTED in tests/test_exports.py"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
