@@ -108,7 +108,10 @@ class ProcessTransport:
             # No way to reap it later (add_signal_handler refuses outside the main
             # thread): end it now. SIGKILL makes this waitpid short.
             os.kill(self._pid, _signal.SIGKILL)
-            os.waitpid(self._pid, 0)
+            _, status = os.waitpid(self._pid, 0)
+            self._returncode = os.waitstatus_to_exitcode(status)
+            if self._popen is not None:
+                self._popen.returncode = self._returncode
             for pipe in self._pipes.values():
                 os.close(pipe.fileno())
             raise
