@@ -469,6 +469,11 @@ http_version=b'1.1')
 
     def _process(self, role: Role, event: Event) -> None:
         event_type = type(event)
+        if event_type is Data or event_type is EndOfMessage:
+            if role is CLIENT:
+                self.client_is_waiting_for_100_continue = False
+            self._cstate.process_event(role, event_type)
+            return
         switch: Switch | None = None
         if role is SERVER:
             pending = self._cstate.pending_switches
@@ -484,8 +489,6 @@ http_version=b'1.1')
                     switch = Switch.CONNECT
             if event_type is InformationalResponse or event_type is Response:
                 self.client_is_waiting_for_100_continue = False
-        elif event_type is Data or event_type is EndOfMessage:
-            self.client_is_waiting_for_100_continue = False
         self._cstate.process_event(role, event_type, switch)
         if role is self.their_role and event_type is Request:
             # A request received by a server: Upgrade and CONNECT propose a switch.
@@ -497,6 +500,9 @@ http_version=b'1.1')
 
 
 def _outgoing_length(headers: Headers) -> int:
+    values = headers.get_all(b"content-length")
+    if len(values) == 1 and values[0].isdigit():
+        return int(values[0])  # the common case
     values = headers.get_list(b"content-length")
     if not values or any(not v.isdigit() for v in values) or len(set(values)) != 1:
         raise LocalProtocolError(f"invalid Content-Length {headers.get_all(b'content-length')}")

@@ -126,6 +126,14 @@ EVENT_TRIGGERED: dict[Role, dict[State, dict[_Key, State]]] = {
     },
 }
 
+# The same table flattened for one lookup per move: (role, state, key) -> new state.
+_FLAT: dict[tuple[Role, State, _Key], State] = {
+    (role, state, key): new
+    for role, by_state in EVENT_TRIGGERED.items()
+    for state, by_key in by_state.items()
+    for key, new in by_key.items()
+}
+
 # (client state, server state) -> the states that change.
 STATE_TRIGGERED: dict[tuple[State, State], dict[Role, State]] = {
     (MIGHT_SWITCH_PROTOCOL, SWITCHED_PROTOCOL): {CLIENT: SWITCHED_PROTOCOL},
@@ -192,13 +200,13 @@ class ConnectionState:
 
     def _move(self, role: Role, key: _Key) -> None:
         state = self.states[role]
-        try:
-            self.states[role] = EVENT_TRIGGERED[role][state][key]
-        except KeyError:
-            what = key[0].__name__
+        new = _FLAT.get((role, state, key))
+        if new is None:
             raise LocalProtocolError(
-                f"can't handle {what} sent by {key[1].value} when {role.value} is {state.value}"
-            ) from None
+                f"can't handle {key[0].__name__} sent by {key[1].value}"
+                f" when {role.value} is {state.value}"
+            )
+        self.states[role] = new
 
     def _fire_state_triggered(self) -> None:
         states = self.states
