@@ -490,9 +490,7 @@ class Deferred(Generic[T]):
             if not self.called:
                 error = CancelledError(f"{self!r} was cancelled")
                 error.__cause__ = cause
-                self._suppress = False
                 self.errback(Failure(error))
-                self._suppress = True
         elif self._paused and type(self._result) in _DEFERRED_TYPES:
             self._result.cancel()
 

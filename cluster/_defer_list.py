@@ -165,9 +165,17 @@ def race(ds: Iterable[Deferred[T]]) -> Deferred[tuple[int, T]]:
     consumed). If every input fails, it errbacks with an ``ExceptionGroup`` (a
     ``BaseExceptionGroup`` if one of them is not an ``Exception``) of their
     exceptions, in input order. An empty ``ds`` errbacks with ``ValueError``.
+    Cancelling it cancels every input and errbacks with ``CancelledError``.
     """
     pending = list(ds)
-    out: Deferred[tuple[int, T]] = Deferred(canceller=lambda _d: _cancel_all(pending))
+    cancelling = False
+
+    def cancel(_d: Deferred[tuple[int, T]]) -> None:
+        nonlocal cancelling
+        cancelling = True  # ``out`` errbacks with CancelledError, not the group
+        _cancel_all(pending)
+
+    out: Deferred[tuple[int, T]] = Deferred(canceller=cancel)
     if not pending:
         out.errback(ValueError("race() of no Deferreds"))
         return out
@@ -186,7 +194,7 @@ def race(ds: Iterable[Deferred[T]]) -> Deferred[tuple[int, T]]:
         nonlocal failed
         failures[index] = failure
         failed += 1
-        if failed == len(pending) and not out.called:
+        if failed == len(pending) and not out.called and not cancelling:
             errors = [f.value for f in failures if f is not None]
             out.errback(BaseExceptionGroup("every Deferred of race() failed", errors))
 

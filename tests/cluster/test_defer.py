@@ -206,3 +206,100 @@ def test_callback_returning_its_own_deferred_errbacks_with_a_clear_error() -> No
     assert isinstance(out[0], Failure)
     assert out[0].check(DeferredLoopError)
     assert "returned the Deferred it was added to" in out[0].get_error_message()
+
+
+def test_deferred_is_generic_and_subscriptable() -> None:
+    d = Deferred[int]()
+    d.callback(1)
+    assert collect(d) == [1]
+
+
+def test_repr_shows_state() -> None:
+    d: Deferred[int] = Deferred()
+    assert "current result" not in repr(d)
+    inner: Deferred[int] = Deferred()
+    d.add_callback(lambda _: inner)
+    d.callback(1)
+    assert "waiting on Deferred" in repr(d)
+    inner.callback(2)
+    assert "current result: 2" in repr(d)
+
+
+def test_pause_from_inside_a_callback_stops_the_chain_there() -> None:
+    d: Deferred[int] = Deferred()
+    seen: list[int] = []
+
+    def first(x: int) -> int:
+        d.pause()
+        return x + 1
+
+    d.add_callback(first).add_callback(seen.append)
+    d.callback(1)
+    assert seen == []
+    d.unpause()
+    assert seen == [2]
+
+
+def test_callback_may_add_callbacks_to_its_own_deferred() -> None:
+    d: Deferred[int] = Deferred()
+    seen: list[str] = []
+
+    def first(x: int) -> int:
+        d.add_callback(lambda y: seen.append(f"added later saw {y}"))
+        return x * 3
+
+    d.add_callback(first).add_callback(lambda y: y + 1)
+    d.callback(2)
+    assert seen == ["added later saw 7"]
+
+
+def test_errback_without_argument_uses_the_exception_being_handled() -> None:
+    d: Deferred[int] = Deferred()
+    try:
+        raise LookupError("current")
+    except LookupError:
+        d.errback()
+    out = collect(d)
+    assert out[0].check(LookupError)
+
+
+def test_errback_without_argument_outside_except_raises() -> None:
+    from plait.cluster.failure import NoCurrentExceptionError
+
+    with pytest.raises(NoCurrentExceptionError):
+        Deferred().errback()
+
+
+def test_callback_with_a_failure_takes_the_errback_path() -> None:
+    d: Deferred[int] = Deferred()
+    out = collect(d)
+    d.callback(Failure(KeyError()))  # type: ignore[arg-type]
+    assert out[0].check(KeyError)
+
+
+def test_chain_deferred_to_an_already_fired_deferred_fails_the_chain() -> None:
+    a: Deferred[int] = Deferred()
+    a.chain_deferred(succeed(1))
+    out = collect(a)
+    a.callback(2)
+    assert out[0].check(AlreadyCalledError)
+
+
+def test_maybe_deferred_runs_a_coroutine_function() -> None:
+    async def compute(x: int) -> int:
+        return await succeed(x) * 2
+
+    assert collect(maybe_deferred(compute, 4)) == [8]
+
+
+def test_maybe_deferred_turns_a_returned_failure_into_a_failed_deferred() -> None:
+    out = collect(maybe_deferred(lambda: Failure(OSError())))
+    assert out[0].check(OSError)
+
+
+def test_callbacks_with_extra_args_may_raise_and_fail_the_chain() -> None:
+    def divide(x: int, by: int) -> float:
+        return x / by
+
+    out = collect(succeed(1).add_callback(divide, by=0))
+    assert out[0].check(ZeroDivisionError)
