@@ -16,7 +16,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from plait.protocols import http as plait_http
+from plait.protocols.http import core as plait_http
 
 REQUEST = (
     b"GET /api/items?id=42 HTTP/1.1\r\n"

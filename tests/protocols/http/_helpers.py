@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from plait.protocols.http import (
+from plait.protocols.http.core import (
     CLIENT,
     NEED_DATA,
     PAUSED,
@@ -64,7 +64,7 @@ def drain(conn: Connection) -> list[Event]:
 
 def merge_data(events: list[Event]) -> list[Event]:
     """Join consecutive Data events, so chunkings compare equal."""
-    from plait.protocols.http import Data
+    from plait.protocols.http.core import Data
 
     out: list[Event] = []
     for event in events:

@@ -6,7 +6,8 @@ import doctest
 
 import pytest
 
-from plait.protocols.http import (
+from plait.protocols.http import _connection, _headers
+from plait.protocols.http.core import (
     CLIENT,
     NEED_DATA,
     PAUSED,
@@ -23,8 +24,6 @@ from plait.protocols.http import (
     Request,
     Response,
     State,
-    _connection,
-    _headers,
 )
 
 from ._helpers import CHUNKINGS, ConnectionPair, drain, merge_data, receive

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from plait.protocols.http import (
+from plait.protocols.http.core import (
     CLIENT,
     SERVER,
     Connection,

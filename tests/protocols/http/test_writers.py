@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from plait.protocols.http import Headers, LocalProtocolError
 from plait.protocols.http._writers import (
     ChunkedWriter,
     ContentLengthWriter,
@@ -13,6 +12,7 @@ from plait.protocols.http._writers import (
     write_request_head,
     write_response_head,
 )
+from plait.protocols.http.core import Headers, LocalProtocolError
 
 
 def test_a_request_head_keeps_field_order_and_case() -> None:
