@@ -45,6 +45,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import heapq
@@ -86,6 +87,10 @@ _monotonic = time.monotonic
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 _PHASES = ("before", "during", "after")
+#: What a callback may raise without stopping the loop: every Exception, and
+#: asyncio's CancelledError (a BaseException since Python 3.8) that coroutine code
+#: lets escape. KeyboardInterrupt and SystemExit do leave ``run``.
+_CALLBACK_ERRORS = (Exception, asyncio.CancelledError)
 
 try:
     import select as _select_mod
@@ -157,11 +162,9 @@ class _SystemEvent:
     def __init__(self) -> None:
         self.phases: dict[str, list[tuple[int, Callable[..., object], tuple[Any, ...],
                                           dict[str, Any]]]] = {p: [] for p in _PHASES}
-        self.firing = False
 
     def fire(self, on_done: Callable[[], object]) -> None:
         """Run the ``before`` triggers, wait for their Deferreds, then the rest."""
-        self.firing = True
         pending: list[Any] = []
         for result in self._run_phase("before"):
             if callable(getattr(result, "add_both", None)):
@@ -185,7 +188,6 @@ class _SystemEvent:
             self._run_phase("during")
             self._run_phase("after")
         finally:
-            self.firing = False
             on_done()
 
     def _run_phase(self, phase: str) -> list[object]:
@@ -197,7 +199,7 @@ class _SystemEvent:
             i += 1
             try:
                 results.append(f(*args, **kwargs))
-            except Exception:
+            except _CALLBACK_ERRORS:
                 _log.exception("system event trigger %r (%s) failed", f, phase)
         return results
 
@@ -346,7 +348,7 @@ class Reactor:
             try:
                 kwargs = handle._kwargs
                 handle._func(*handle._args, **(kwargs or {}))
-            except Exception as exc:
+            except _CALLBACK_ERRORS as exc:
                 self._log_callback_error(handle._func, exc)
 
     def _fire_system_event(self, name: str, on_done: Callable[[], object]) -> None:
@@ -389,14 +391,14 @@ class Reactor:
                         if cb is not None:
                             try:
                                 cb()
-                            except Exception as exc:
+                            except _CALLBACK_ERRORS as exc:
                                 log_error(cb, exc)
                     if ev & ep_write:
                         cb = cbs[1]
                         if cb is not None:
                             try:
                                 cb()
-                            except Exception as exc:
+                            except _CALLBACK_ERRORS as exc:
                                 log_error(cb, exc)
             else:
                 self._select_portable(timeout)
@@ -410,7 +412,7 @@ class Reactor:
                         continue
                     try:
                         call.run()
-                    except Exception as exc:
+                    except _CALLBACK_ERRORS as exc:
                         log_error(call, exc)
             # 4. callbacks that were ready at the start of this phase
             n = len(ready)
@@ -423,7 +425,7 @@ class Reactor:
                         handle._func(*handle._args)
                     else:
                         handle._func(*handle._args, **kwargs)
-                except Exception as exc:
+                except _CALLBACK_ERRORS as exc:
                     log_error(handle._func, exc)
 
     def _select_portable(self, timeout: float) -> None:
@@ -439,14 +441,14 @@ class Reactor:
                 if cb is not None:
                     try:
                         cb()
-                    except Exception as exc:
+                    except _CALLBACK_ERRORS as exc:
                         self._log_callback_error(cb, exc)
             if mask & selectors.EVENT_WRITE:
                 cb = cbs[1]
                 if cb is not None:
                     try:
                         cb()
-                    except Exception as exc:
+                    except _CALLBACK_ERRORS as exc:
                         self._log_callback_error(cb, exc)
 
     @staticmethod

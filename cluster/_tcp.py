@@ -91,7 +91,13 @@ def _start_transport(reactor: Any, sock: socket.socket, factory: Callable[[], An
     if protocol is None:
         sock.close()
         return None
-    _transport_class(reactor, sock.family)(reactor, sock, protocol)._start()
+    try:
+        transport = _transport_class(reactor, sock.family)(reactor, sock, protocol)
+    except Exception:
+        _log.exception("cannot make a transport for the connection from %r", addr)
+        sock.close()
+        return None
+    transport._start()
     return protocol
 
 
@@ -201,7 +207,9 @@ class Port:
                 if exc.errno in _ACCEPT_SKIP:
                     _log.debug("%r: accept: %s", self, exc)
                     continue
-                _log.error("%r: accept failed: %s", self, exc)
+                # Unexpected (EINVAL after a shutdown(), ...): back off rather than
+                # spin on a socket that stays readable.
+                self._pause_accepting(exc)
                 return
             self.accepted += 1
             self._backoff = _BACKOFF_MIN
@@ -373,9 +381,9 @@ class _Attempt:
             if connector.bind_address is not None:
                 self.sock.bind(connector.bind_address)
             err = self.sock.connect_ex(address)
-        except OSError as exc:
+        except BaseException:
             self.close()
-            raise exc from None
+            raise
         if err in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             reactor.add_writer(self.sock.fileno(), self._on_writable)
         else:
@@ -387,7 +395,10 @@ class _Attempt:
         if sock is None:
             return
         self.connector.reactor.remove_writer(sock.fileno())
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        try:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as exc:
+            err = exc.errno or errno.EBADF
         if err:
             self.close()
             self.connector._attempt_failed(self, OSError(err, os.strerror(err), self.address))
@@ -451,7 +462,9 @@ class _Connector:
             family, address = self.addresses.popleft()
             try:
                 attempt = _Attempt(self, family, address)
-            except OSError as exc:  # e.g. ENETUNREACH at once: try the next now
+            except (OSError, TypeError, ValueError, OverflowError) as exc:
+                # e.g. ENETUNREACH at once, or a bind_address of the wrong family:
+                # this address is out, try the next one now.
                 self.errors.append(exc)
                 continue
             self.attempts.append(attempt)

@@ -705,3 +705,22 @@ def test_react_keeps_the_code_of_a_system_exit() -> None:
         raise SystemExit(5)
 
     assert _react(main) == 5
+
+
+def test_an_asyncio_cancelled_error_from_a_callback_does_not_stop_the_loop(
+    reactor: Reactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    got: list[int] = []
+
+    def cancelled() -> None:
+        raise asyncio.CancelledError()
+
+    reactor.call_soon(cancelled)
+    reactor.call_soon(got.append, 1)
+    reactor.call_later(0.01, reactor.stop)
+    with caplog.at_level(logging.ERROR, logger="plait.reactor"):
+        run_until_stopped(reactor)
+    assert got == [1]
+    assert "CancelledError" in caplog.text

@@ -49,7 +49,8 @@ def outcome(reactor: Reactor, d: Deferred[Any], limit: float = 5.0) -> Any:
     def done(result: Any) -> None:
         got.append(getattr(result, "value", result) if hasattr(result, "get_traceback")
                    else result)
-        reactor.stop()
+        if reactor.running:
+            reactor.stop()
 
     d.add_both(done)
     if not got:
@@ -729,3 +730,35 @@ def test_connect_tcp_to_a_name_that_does_not_resolve_errbacks(reactor: Reactor) 
     result = outcome(reactor, reactor.connect_tcp("no-such-host.invalid", 80, Recorder),
                      limit=20)
     assert isinstance(result, socket.gaierror)
+
+
+def test_a_bind_address_of_the_wrong_family_errbacks_instead_of_raising(
+    reactor: Reactor,
+) -> None:
+    port = reactor.listen_tcp(0, Echo, interface="127.0.0.1")
+    result = outcome(reactor, reactor.connect_tcp("127.0.0.1", port.port, Recorder,
+                                                  bind_address=("::1", 0)))
+    assert isinstance(result, OSError)
+    assert reactor.get_writers() == []
+
+
+def test_an_unexpected_accept_error_backs_off_instead_of_spinning(
+    reactor: Reactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = reactor.listen_tcp(0, Echo, interface="127.0.0.1")
+    calls = [0]
+    real_sock = port._sock
+
+    def failing_accept() -> Any:
+        calls[0] += 1
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    port._sock = type("Broken", (), {"accept": staticmethod(failing_accept),
+                                      "close": real_sock.close})()
+    client = socket.create_connection(("127.0.0.1", port.port), timeout=5)
+    with caplog.at_level(logging.WARNING, logger="plait.reactor"):
+        reactor.call_later(0.15, reactor.stop)
+        run_until(reactor)
+    assert 1 <= calls[0] <= 3  # a retry after 0.1 s, not thousands of spins
+    assert "cannot accept" in caplog.text
+    client.close()
