@@ -58,7 +58,9 @@ from ._writers import (
 
 __all__ = ["Connection"]
 
-_DEFAULT_LIMITS = Limits()
+# A server bounds request bodies by default; a client asked for the response, so
+# its body is unbounded unless the caller says otherwise.
+_DEFAULT_LIMITS = {SERVER: Limits(), CLIENT: Limits(max_body=None)}
 _NO_BODY_STATUSES = (204, 304)  # RFC 9112 section 6.3, item 1 (and every 1xx)
 
 
@@ -89,7 +91,8 @@ class Connection:
 
     Args:
         our_role: ``CLIENT`` or ``SERVER``.
-        limits: Size limits on what the peer sends (``Limits()`` by default).
+        limits: Size limits on what the peer sends; by default ``Limits()`` for a
+            server and ``Limits(max_body=None)`` for a client.
 
     Example:
         >>> server = Connection(SERVER)
@@ -111,7 +114,7 @@ http_version=b'1.1')
             raise ValueError(f"our_role must be CLIENT or SERVER, not {our_role!r}")
         self.our_role = our_role
         self.their_role = SERVER if our_role is CLIENT else CLIENT
-        self.limits = limits if limits is not None else _DEFAULT_LIMITS
+        self.limits = limits if limits is not None else _DEFAULT_LIMITS[our_role]
         self._cstate = ConnectionState()
         self._buf = bytearray()
         self._pos = 0

@@ -508,3 +508,27 @@ def test_a_101_from_a_server_that_was_not_asked_is_a_remote_error() -> None:
     client.receive_data(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
     with pytest.raises(RemoteProtocolError):
         client.next_event()
+
+
+def test_a_client_must_close_after_a_response_with_connection_close() -> None:
+    client = Connection(CLIENT)
+    client.send(Request(method=b"GET", target=b"/", headers=h(("Host", "a"))))
+    client.send(EndOfMessage())
+    receive(client, b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    assert client.states == {CLIENT: State.MUST_CLOSE, SERVER: State.MUST_CLOSE}
+
+
+def test_a_client_keeps_an_http10_server_alive_only_with_the_header() -> None:
+    for header, alive in ((b"Connection: keep-alive\r\n", True), (b"", False)):
+        client = Connection(CLIENT)
+        client.send(Request(method=b"GET", target=b"/", headers=h(
+            ("Host", "a"), ("Connection", "keep-alive"))))
+        client.send(EndOfMessage())
+        receive(client, b"HTTP/1.0 200 OK\r\n" + header + b"Content-Length: 0\r\n\r\n")
+        assert client.keep_alive is alive
+
+
+def test_an_http10_client_request_without_keep_alive_closes() -> None:
+    client = Connection(CLIENT)
+    client.send(Request(method=b"GET", target=b"/", http_version=b"1.0"))
+    assert not client.keep_alive

@@ -317,3 +317,11 @@ def test_mutated_responses_parse_or_raise_remote_errors_only(seed: int) -> None:
             receive(client, mutate(rng, rng.choice(responses)), "random0", eof=True)
         except RemoteProtocolError:
             assert client.their_state is State.ERROR
+
+
+def test_a_client_accepts_large_bodies_by_default_and_a_server_does_not() -> None:
+    assert Connection(CLIENT).limits.max_body is None
+    assert Connection(SERVER).limits.max_body == 1 << 20
+    client = client_after_get()
+    events = receive(client, b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n")
+    assert events[0].status_code == 200  # type: ignore[union-attr]
