@@ -762,3 +762,54 @@ def test_an_unexpected_accept_error_backs_off_instead_of_spinning(
     assert 1 <= calls[0] <= 3  # a retry after 0.1 s, not thousands of spins
     assert "cannot accept" in caplog.text
     client.close()
+
+
+def test_a_storm_of_resets_and_vanishing_peers_leaves_the_server_serving(
+    reactor: Reactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    lost: list[BaseException | None] = []
+
+    class BigReply(Echo):
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(b"r" * 1_000_000)
+            self.transport.close()
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.append(exc)
+
+    port = reactor.listen_tcp(0, BigReply, interface="127.0.0.1")
+    peers = []
+    linger = __import__("struct").pack("ii", 1, 0)
+    for i in range(60):
+        s = socket.create_connection(("127.0.0.1", port.port), timeout=5)
+        if i % 3 == 0:  # reset at once
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        elif i % 3 == 1:  # ask for a big reply, then reset without reading it
+            s.sendall(b"go")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        else:  # garbage, half-close, and go away
+            s.sendall(os.urandom(3000))
+            s.shutdown(socket.SHUT_WR)
+        peers.append(s)
+    for s in peers[::3] + peers[1::3]:
+        s.close()
+    deadline = time.monotonic() + 5
+
+    def wait_for_all() -> None:
+        if len(lost) == 60 or time.monotonic() > deadline:
+            reactor.stop()
+        else:
+            reactor.call_later(0.01, wait_for_all)
+
+    with caplog.at_level(logging.ERROR, logger="plait.reactor"):
+        reactor.call_soon(wait_for_all)
+        run_until(reactor, limit=10)
+    for s in peers:
+        s.close()
+    assert len(lost) == 60
+    assert not caplog.records  # nothing went wrong on our side
+    # and the server still serves
+    client = outcome(reactor, reactor.connect_tcp("127.0.0.1", port.port,
+                                                  lambda: Recorder(b"?", reactor.stop)))
+    run_until(reactor)
+    assert len(client.data) == 1_000_000
