@@ -116,6 +116,7 @@ class Bus(Node):
             )
         super().__init__(name, reactor, link, max_message=max_message)
         self._reactor = reactor
+        self._bind = bind
         self._state = "new"
         self._starting: Deferred[Bus] | None = None
         self._awaiting: set[bytes] = set()
@@ -125,6 +126,16 @@ class Bus(Node):
     def link(self) -> IBusLink:
         """What carries this bus's frames."""
         return self._link
+
+    @property
+    def endpoint(self) -> str | None:
+        """The address peers can connect to (``tcp://...:0`` shows the port chosen)."""
+        return getattr(self._link, "endpoint", None) or self._bind
+
+    @property
+    def state(self) -> str:
+        """``new``, ``starting``, ``running`` or ``stopped``."""
+        return self._state
 
     # ------------------------------------------------------------ lifecycle
 

@@ -28,14 +28,18 @@ must be known, and every field must have its type. Unknown extra keys are
 ignored, so that version 1 may grow optional keys. Any failure raises
 ``WireError`` whose ``reason`` names the statistics counter; the node drops the
 message, counts it and carries on.
+
+Messages are ``NamedTuple`` classes rather than frozen dataclasses: they are as
+immutable, and building one costs a quarter as much, which shows at 100k messages
+a second. Two messages of different types may compare equal as tuples; dispatch
+on ``type(message)``, never on equality.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plait.cluster._rpc_codec import Codec
 from plait.cluster._rpc_errors import CodecError, WireError
@@ -64,8 +68,7 @@ DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 _MAX_ID = 2**63 - 1
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErrorInfo:
+class ErrorInfo(NamedTuple):
     """A failure as it crosses the bus: type name, message, traceback text."""
 
     type: str
@@ -76,8 +79,7 @@ class ErrorInfo:
         return {"type": self.type, "message": self.message, "traceback": self.traceback}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Hello:
+class Hello(NamedTuple):
     """Introduces a node (``welcome`` is the answer to a hello)."""
 
     node: str
@@ -95,8 +97,7 @@ class Hello:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Call:
+class Call(NamedTuple):
     """Call ``method``; answered by a Result or an Error with the same ``id``."""
 
     id: int
@@ -117,8 +118,7 @@ class Call:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Notify:
+class Notify(NamedTuple):
     """Call ``method`` one way: no answer, not even an error."""
 
     method: str
@@ -135,8 +135,7 @@ class Notify:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Result:
+class Result(NamedTuple):
     """The value of call ``id``."""
 
     id: int
@@ -146,8 +145,7 @@ class Result:
         return {"v": VERSION, "t": "result", "id": self.id, "value": self.value}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Error:
+class Error(NamedTuple):
     """The failure of call ``id``."""
 
     id: int
@@ -157,8 +155,7 @@ class Error:
         return {"v": VERSION, "t": "error", "id": self.id, "error": self.error.to_map()}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cancel:
+class Cancel(NamedTuple):
     """The caller of ``id`` gave up: cancel the work, send no answer."""
 
     id: int
@@ -167,8 +164,7 @@ class Cancel:
         return {"v": VERSION, "t": "cancel", "id": self.id}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Publish:
+class Publish(NamedTuple):
     """A message on ``topic`` for the node's subscribers."""
 
     topic: str
@@ -178,8 +174,7 @@ class Publish:
         return {"v": VERSION, "t": "publish", "topic": self.topic, "msg": self.msg}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefResult:
+class RefResult(NamedTuple):
     """The sender's Deferred ``ref`` fired with ``value``."""
 
     ref: int
@@ -189,8 +184,7 @@ class RefResult:
         return {"v": VERSION, "t": "ref-result", "ref": self.ref, "value": self.value}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefError:
+class RefError(NamedTuple):
     """The sender's Deferred ``ref`` failed."""
 
     ref: int
@@ -200,8 +194,7 @@ class RefError:
         return {"v": VERSION, "t": "ref-error", "ref": self.ref, "error": self.error.to_map()}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefCancel:
+class RefCancel(NamedTuple):
     """The holder of the receiver's Deferred ``ref`` cancelled it."""
 
     ref: int
@@ -210,8 +203,7 @@ class RefCancel:
         return {"v": VERSION, "t": "ref-cancel", "ref": self.ref}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Bye:
+class Bye(NamedTuple):
     """The sender's bus is stopping: fail what is in flight with it now."""
 
     def to_map(self) -> dict[str, Any]:
@@ -315,6 +307,33 @@ def _timeout(fields: dict[str, Any]) -> float | None:
     return float(value)
 
 
+def _call(fields: dict[str, Any]) -> Call:
+    # The hot path: the checks of _int, _str, _list, _kwargs and _timeout, inlined.
+    call_id = fields.get("id")
+    method = fields.get("method")
+    args = fields.get("args", [])
+    kwargs = fields.get("kwargs", {})
+    if (
+        type(call_id) is not int
+        or not 0 <= call_id <= _MAX_ID
+        or type(method) is not str
+        or type(args) is not list
+        or type(kwargs) is not dict
+    ):
+        raise WireError("invalid", "a call needs an int id, a str method, args and kwargs")
+    if kwargs and not all(type(key) is str for key in kwargs):
+        raise WireError("invalid", "'kwargs' must be a map with str keys")
+    timeout = fields.get("timeout")
+    return Call(call_id, method, args, kwargs, None if timeout is None else _timeout(fields))
+
+
+def _result(fields: dict[str, Any]) -> Result:
+    call_id = fields.get("id")
+    if type(call_id) is not int or not 0 <= call_id <= _MAX_ID:
+        raise WireError("invalid", "'id' must be an int in 0..2**63-1")
+    return Result(call_id, fields.get("value"))
+
+
 def _hello(fields: dict[str, Any], welcome: bool) -> Hello:
     node = _str(fields, "node")
     if not node:
@@ -330,15 +349,9 @@ def _hello(fields: dict[str, Any], welcome: bool) -> Hello:
 _PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "hello": lambda f: _hello(f, False),
     "welcome": lambda f: _hello(f, True),
-    "call": lambda f: Call(
-        id=_int(f, "id"),
-        method=_str(f, "method"),
-        args=_list(f, "args"),
-        kwargs=_kwargs(f),
-        timeout=_timeout(f),
-    ),
+    "call": lambda f: _call(f),
     "notify": lambda f: Notify(method=_str(f, "method"), args=_list(f, "args"), kwargs=_kwargs(f)),
-    "result": lambda f: Result(id=_int(f, "id"), value=f.get("value")),
+    "result": lambda f: _result(f),
     "error": lambda f: Error(id=_int(f, "id"), error=_error(f)),
     "cancel": lambda f: Cancel(id=_int(f, "id")),
     "publish": lambda f: Publish(topic=_str(f, "topic"), msg=f.get("msg")),

@@ -13,9 +13,11 @@ client may use a DEALER: every bus message is one frame after the routing id.
 
 Edge-triggered readiness. ``zmq.FD`` signals only that the socket's state may
 have *changed*; any ZeroMQ call on the socket, sends included, can consume that
-signal. So: on every wake-up the link receives until ``EAGAIN``; and after a send
-made outside such a drain, it schedules one drain on the next reactor turn
-(``call_soon``), which reads anything whose signal the send swallowed.
+signal. So the link has one routine, ``_pump``, that the reactor runs on every
+wake-up and that every ``send`` schedules (``call_soon``, once per turn): it
+receives until ``EAGAIN``, then sends what is queued in one burst, then checks
+``EVENTS`` and starts over while input is waiting. Nothing is ever sent outside
+a pump, so no signal is lost, and a burst costs ZeroMQ's I/O thread one wake-up.
 
 Dead peers. ZMTP heartbeats (``ZMQ_HEARTBEAT_IVL``/``TIMEOUT``/``TTL``) make
 ZeroMQ close a silent connection; a killed process's connection closes at once.
@@ -26,8 +28,8 @@ The supervisor can also say so sooner (``Bus.peer_lost``). When a connection
 this bus opened comes back (``HANDSHAKE_SUCCEEDED`` after a ``DISCONNECTED``), the
 link reports ``link_connected`` again and the node says hello again.
 
-Back-pressure. When a peer's pipe is full (``EAGAIN``), frames wait in a backlog,
-in order, retried on every drain and on a short timer.
+Back-pressure. When a peer's pipe is full (``EAGAIN``), frames wait in the outbox,
+in order, retried on every pump and on a short timer.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ _MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
 )
 _RETRY = 0.005
 _HWM = 200_000
+# The hot path calls the Cython methods directly: pyzmq's ``Socket.send`` wrapper
+# (routing_id/group handling) costs 1-2 us per frame, more than the send itself.
+_backend_send = zmq.backend.Socket.send
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_SRCFD = int(zmq.SRCFD)
 
 
 def _private_ipc_dir(address: str) -> None:
@@ -124,10 +134,10 @@ class ZmqLink:
         self._fd_routes: dict[int, bytes] = {}
         self._known: set[bytes] = set()
         self._dropped_endpoints: set[str] = set()
-        self._backlog: deque[tuple[bytes, bytes]] = deque()
+        self._outbox: deque[tuple[bytes, bytes]] = deque()
         self._retry: Any = None
-        self._draining = False
-        self._drain_scheduled = False
+        self._pumping = False
+        self._pump_scheduled = False
         self._lost_scheduled: set[bytes] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -168,11 +178,14 @@ class ZmqLink:
             raise
         self._context, self._socket, self._monitor = context, sock, monitor
         self._events = events
-        self._reactor.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self._reactor.add_reader(sock.getsockopt(zmq.FD), self._pump)
         self._reactor.add_reader(monitor.getsockopt(zmq.FD), self._on_monitor)
         for route in self._routes_by_endpoint.values():
             events.link_connected(route)
-        self._schedule_drain()
+        # A ZeroMQ socket's FD signals nothing until a read has found it empty
+        # once, so read both now.
+        self._schedule_pump()
+        self._reactor.call_soon(self._on_monitor)
 
     def _configure(self, sock: zmq.Socket[Any]) -> None:
         sock.setsockopt(zmq.ROUTING_ID, self._identity)
@@ -216,42 +229,53 @@ class ZmqLink:
 
     # ------------------------------------------------------------ receiving
 
-    def _schedule_drain(self) -> None:
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            self._reactor.call_soon(self._drain)
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._reactor.call_soon(self._pump)
 
-    def _drain(self) -> None:
-        """Receive until EAGAIN (the reactor calls this when ``zmq.FD`` wakes)."""
-        self._drain_scheduled = False
-        sock, events = self._socket, self._events
-        if sock is None or events is None:
+    def _pump(self) -> None:
+        """Receive until EAGAIN, send what is queued, and again while input waits.
+
+        The reactor calls this when ``zmq.FD`` wakes, and ``send`` schedules it.
+        Sending in a burst at the end of a drain lets ZeroMQ's I/O thread take
+        many frames per wake-up; checking ``EVENTS`` after the burst catches input
+        whose signal the sends consumed.
+        """
+        self._pump_scheduled = False
+        sock = self._socket
+        if sock is None or self._pumping:
             return
-        if self._backlog:
-            self._flush_backlog()
-        self._draining = True
-        recv, known = sock.recv, self._known
+        self._pumping = True
         try:
-            while True:
-                try:
-                    route = recv(zmq.NOBLOCK)
-                except zmq.Again:
+            while self._socket is not None:
+                self._receive(sock)
+                if self._outbox:
+                    self._flush(sock)
+                if self._socket is None or not int(sock.get(_EVENTS)) & _POLLIN:
                     break
-                if route in known:
-                    data = recv(zmq.NOBLOCK)
-                else:
-                    frame = recv(zmq.NOBLOCK, copy=False)
-                    self._learn_fd(route, frame.get(zmq.SRCFD))
-                    data = frame.bytes
-                if sock.getsockopt(zmq.RCVMORE):
-                    while sock.getsockopt(zmq.RCVMORE):
-                        recv(zmq.NOBLOCK)
-                    data = b""  # a bus message is one frame: counted as garbage
-                events.link_received(route, data)
-                if self._events is None:
-                    return  # the node stopped the link while handling that frame
         finally:
-            self._draining = False
+            self._pumping = False
+
+    def _receive(self, sock: zmq.Socket[Any]) -> None:
+        events = self._events
+        recv, known = sock.recv, self._known
+        while events is not None:
+            try:
+                route = recv(_NOBLOCK)
+            except zmq.Again:
+                return
+            frame = recv(_NOBLOCK, copy=False)
+            if route not in known:
+                self._learn_fd(route, frame.get(_SRCFD))
+            if frame.more:
+                while recv(_NOBLOCK, copy=False).more:
+                    pass
+                data = b""  # a bus message is one frame: counted as garbage
+            else:
+                data = frame.bytes
+            events.link_received(route, data)
+            events = self._events  # None once the node stopped the link
 
     def _learn_fd(self, route: bytes, fd: int) -> None:
         if fd >= 0:
@@ -287,44 +311,31 @@ class ZmqLink:
     # ------------------------------------------------------------ sending
 
     def send(self, route: bytes, data: bytes) -> None:
-        """Send ``data`` to ``route``; never blocks (a full pipe queues it here)."""
-        sock = self._socket
-        if sock is None:
+        """Queue ``data`` for ``route``; it leaves at the end of this reactor turn."""
+        if self._socket is None:
             return
-        if self._backlog:
-            self._backlog.append((route, data))
-        else:
-            self._send_now(sock, route, data)
-        if not self._draining:
-            self._schedule_drain()
+        self._outbox.append((route, data))
+        if not self._pumping:
+            self._schedule_pump()
 
-    def _send_now(self, sock: zmq.Socket[Any], route: bytes, data: bytes) -> bool:
-        try:
-            sock.send(route, zmq.SNDMORE | zmq.NOBLOCK)
-        except zmq.Again:
-            self._backlog.append((route, data))
-            self._arm_retry()
-            return False
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                self._report_unroutable(route)
-                return True
-            raise
-        sock.send(data, zmq.NOBLOCK)
-        return True
-
-    def _flush_backlog(self) -> None:
-        sock = self._socket
-        while sock is not None and self._backlog:
-            route, data = self._backlog.popleft()
-            if not self._send_now(sock, route, data):
-                # It went back to the end: put it first again to keep the order.
-                self._backlog.appendleft(self._backlog.pop())
+    def _flush(self, sock: zmq.Socket[Any]) -> None:
+        outbox = self._outbox
+        while outbox:
+            route, data = outbox[0]
+            try:
+                _backend_send(sock, route, _MORE)
+            except zmq.Again:  # the peer's pipe is full: try again shortly
+                if self._retry is None or not self._retry.active():
+                    self._retry = self._reactor.call_later(_RETRY, self._pump)
                 return
-
-    def _arm_retry(self) -> None:
-        if self._retry is None or not self._retry.active():
-            self._retry = self._reactor.call_later(_RETRY, self._drain)
+            except zmq.ZMQError as exc:
+                outbox.popleft()
+                if exc.errno != zmq.EHOSTUNREACH:
+                    raise
+                self._report_unroutable(route)
+                continue
+            outbox.popleft()
+            _backend_send(sock, data, _NOBLOCK)
 
     def _report_unroutable(self, route: bytes) -> None:
         if route not in self._lost_scheduled:
