@@ -52,6 +52,8 @@ class LineDecoder:
         >>> decoder.set_raw_mode()
         >>> decoder.next_event()
         RawData(data=b'rest')
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, *, delimiter: bytes = b"\r\n", max_length: int = 16384) -> None:

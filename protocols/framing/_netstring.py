@@ -25,6 +25,8 @@ class NetstringDecoder:
     Example:
         >>> NetstringDecoder().feed(b"5:hello,0:,")
         [b'hello', b'']
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, *, max_length: int = 1 << 20) -> None:

@@ -37,6 +37,8 @@ class PrefixedDecoder:
     Example:
         >>> PrefixedDecoder(prefix_bits=16).feed(b"\\x00\\x02hi\\x00")
         [b'hi']
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, *, prefix_bits: int = 32, max_frame: int | None = None) -> None:

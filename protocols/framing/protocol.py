@@ -79,6 +79,8 @@ class LineProtocol(_FramedProtocol):
         >>> proto.data_received(b"ld\\r\\n")
         >>> transport.value()
         b'HELLO\\r\\nWORLD\\r\\n'
+
+    .. versionadded:: 0.1.0
     """
 
     delimiter: bytes = b"\r\n"
@@ -164,6 +166,8 @@ class NetstringProtocol(_FramedProtocol):
         >>> proto.data_received(b"3:abc,0:,")
         >>> transport.value()
         b'3:abc,0:,'
+
+    .. versionadded:: 0.1.0
     """
 
     max_length: int = 1 << 20
@@ -211,6 +215,8 @@ class PrefixedProtocol(_FramedProtocol):
         >>> proto.data_received(b"\\x00\\x03abc")
         >>> transport.value()
         b'\\x00\\x03cba'
+
+    .. versionadded:: 0.1.0
     """
 
     prefix_bits: int = 32

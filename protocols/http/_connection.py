@@ -107,6 +107,8 @@ http_version=b'1.1')
         >>> server.send(Data(data=b"hi")) + server.send(EndOfMessage())
         b'hi'
         >>> server.start_next_cycle()
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, our_role: Role, limits: Limits | None = None) -> None:
@@ -289,6 +291,11 @@ http_version=b'1.1')
         self._request_method = request.method
         self.their_http_version = version
         self._note_keep_alive(version, framing)
+        # Upgrade (RFC 9110 section 7.8) and CONNECT (section 9.3.6) propose a switch.
+        if framing.upgrade:
+            self._cstate.process_client_switch_proposal(Switch.UPGRADE)
+        if request.method == b"CONNECT":
+            self._cstate.process_client_switch_proposal(Switch.CONNECT)
         if framing.expect_continue and version != b"1.0":
             self.client_is_waiting_for_100_continue = True
         return request
@@ -493,13 +500,6 @@ http_version=b'1.1')
             if event_type is InformationalResponse or event_type is Response:
                 self.client_is_waiting_for_100_continue = False
         self._cstate.process_event(role, event_type, switch)
-        if role is self.their_role and event_type is Request:
-            # A request received by a server: Upgrade and CONNECT propose a switch.
-            assert isinstance(event, Request)
-            if b"upgrade" in event.headers:
-                self._cstate.process_client_switch_proposal(Switch.UPGRADE)
-            if event.method == b"CONNECT":
-                self._cstate.process_client_switch_proposal(Switch.CONNECT)
 
 
 def _outgoing_length(headers: Headers) -> int:

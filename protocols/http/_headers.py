@@ -32,6 +32,8 @@ class Headers:
         >>> h.add("Set-Cookie", "b=2")
         >>> h.get("content-type"), h.get_all(b"SET-COOKIE")
         (b'text/plain', [b'a=1', b'b=2'])
+
+    .. versionadded:: 0.1.0
     """
 
     __slots__ = ("_lower", "_names", "_values")

@@ -56,6 +56,8 @@ class Limits:
         max_body: Largest body (Content-Length, or the sum of chunk sizes); over it:
             413 Content Too Large (RFC 9110 section 15.5.14). ``None``: unlimited.
         max_chunk_line: Longest chunk-size line including extensions; over it: 400.
+
+    .. versionadded:: 0.1.0
     """
 
     max_request_line: int = 8190
