@@ -46,7 +46,6 @@ import asyncio
 import builtins
 import logging
 import os
-import threading
 import traceback
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
@@ -663,22 +662,25 @@ class Deferred(Generic[T]):
     def __await__(self) -> Generator[Any, Any, T]:
         """``await d`` gives the result or raises the failure's exception.
 
-        In a coroutine driven by ``ensure_deferred`` this yields the Deferred to
-        that driver; inside a plain asyncio Task it awaits ``as_future()`` of the
-        running loop instead, so Deferreds can be awaited from asyncio code too.
+        A settled Deferred gives its result at once. Otherwise, with no asyncio
+        loop running, this yields the Deferred to the driver (``ensure_deferred``);
+        with one running, it awaits a future of that loop linked to the Deferred,
+        so Deferreds can be awaited from plain asyncio Tasks too (and
+        ``ensure_deferred`` still resumes as soon as the Deferred fires).
         Awaiting a failed Deferred consumes the failure (its result becomes None).
         """
-        if self._settled() and not isinstance(self._result, Deferred):
+        if self.called and not self._paused and not self._running:
             result = self._result
-            if isinstance(result, Failure):
+            if type(result) in _SPECIAL_TYPES:  # a Failure: the awaiter takes it
                 self._take_result()
                 raise result.value.with_traceback(result.tb)
             return cast(T, result)
-        if not _driver.depth:
-            loop = _get_running_loop()
-            if loop is not None:
-                return (yield from self.as_future(loop))
-        return cast(T, (yield self))
+        loop = _get_running_loop()
+        if loop is None:
+            return cast(T, (yield self))
+        from plait.cluster._defer_async import await_future
+
+        return (yield from await_future(self, loop))
 
     def as_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[T]:
         """An asyncio Future on ``loop`` that completes as this Deferred fires.
@@ -731,15 +733,6 @@ class Deferred(Generic[T]):
 
 _DEFERRED_TYPES.add(Deferred)
 _SPECIAL_TYPES.add(Deferred)
-
-
-class _DriverState(threading.local):
-    """How deep this thread is inside ``_defer_async``'s coroutine driver."""
-
-    depth = 0
-
-
-_driver = _DriverState()
 
 
 def succeed(result: S) -> Deferred[S]:

@@ -14,10 +14,13 @@ coroutine or generator stay in the traceback) and looks at what comes out:
   it is wrapped with ``deferred_from_future`` and waited for the same way;
 - for generators only, any other value is sent straight back (Twisted's rule).
 
-``Deferred.__await__`` yields the Deferred itself only to this driver, which it
-recognises by ``_driver.depth`` (per thread); inside a plain asyncio Task it
-awaits ``as_future()`` instead. Awaiting consumes a failure (the awaiter now owns
-it) and leaves a success in the Deferred.
+``Deferred.__await__`` returns at once when the Deferred has settled. Otherwise,
+with no asyncio loop running in the thread, it yields the Deferred itself; with
+one running, it awaits an ``_AwaitFuture`` (an asyncio Future that knows its
+Deferred), which an asyncio Task waits on like any future and which this driver
+unwraps to wait on the Deferred directly. Either way no per-thread "who drives
+me" state is needed. Awaiting consumes a failure (the awaiter now owns it) and
+leaves a success in the Deferred.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import inspect
 import logging
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
-from plait.cluster._defer import CancelledError, Deferred, _driver
-from plait.cluster._failure import Failure
+from plait.cluster._defer import _DEFERRED_TYPES, CancelledError, Deferred
+from plait.cluster._failure import _SPECIAL_TYPES, Failure
 
 __all__ = [
+    "await_future",
     "deferred_as_future",
     "deferred_from_future",
     "ensure_deferred",
@@ -46,66 +50,69 @@ P = ParamSpec("P")
 
 logger = logging.getLogger("plait.defer")
 
-_Driven = Generator[Any, Any, Any] | Coroutine[Any, Any, Any]
+_Gen = Generator[Any, Any, Any] | Coroutine[Any, Any, Any]
 
 
-class _State:
-    """What a driven coroutine or generator is waiting for right now."""
+class _DrivenDeferred(Deferred[Any]):
+    """The Deferred of a driven coroutine or generator; knows what it waits for."""
 
-    __slots__ = ("is_coroutine", "waiting")
-
-    def __init__(self, is_coroutine: bool) -> None:
-        self.is_coroutine = is_coroutine
-        self.waiting: Deferred[Any] | None = None
-
-    def cancel(self, _outer: Deferred[Any]) -> None:
-        waiting = self.waiting
-        if waiting is not None:
-            waiting.cancel()
+    __slots__ = ("_waiting",)
+    _waiting: Deferred[Any] | None
 
 
-def _start(gen: _Driven, is_coroutine: bool) -> Deferred[Any]:
-    state = _State(is_coroutine)
-    out: Deferred[Any] = Deferred(canceller=state.cancel)
-    _drive(gen, out, state, None, None)
+def _cancel_waiting(d: Deferred[Any]) -> None:
+    waiting = cast(_DrivenDeferred, d)._waiting
+    if waiting is not None:
+        waiting.cancel()
+
+
+class _AwaitFuture(asyncio.Future[Any]):
+    """``as_future`` of a Deferred awaited inside an asyncio Task; knows the Deferred."""
+
+    __slots__ = ("deferred",)
+    deferred: Deferred[Any]
+
+
+def _start(gen: _Gen, is_coroutine: bool) -> Deferred[Any]:
+    out = _DrivenDeferred(_cancel_waiting)
+    out._waiting = None
+    _drive(gen, out, is_coroutine, None, None)
     return out
 
 
 def _drive(
-    gen: _Driven, out: Deferred[Any], state: _State, value: Any, failure: Failure | None
+    gen: _Gen, out: _DrivenDeferred, is_coroutine: bool, value: Any, failure: Failure | None
 ) -> None:
-    driver = _driver
     while True:
-        driver.depth += 1
         try:
             if failure is None:
                 yielded = gen.send(value)
             else:
                 yielded = gen.throw(failure.value.with_traceback(failure.tb))
         except StopIteration as stop:
-            driver.depth -= 1
             result = stop.value
-            if isinstance(result, Deferred):
-                state.waiting = result
+            if type(result) in _DEFERRED_TYPES:
+                out._waiting = result
                 result.chain_deferred(out)
             else:
                 out.callback(result)
             return
         except (Exception, asyncio.CancelledError) as e:
-            driver.depth -= 1
             out.errback(Failure(e))
             return
-        except BaseException:
-            driver.depth -= 1
-            raise
-        driver.depth -= 1
         failure = None
-        if isinstance(yielded, Deferred):
+        yielded_type = type(yielded)
+        if yielded_type in _DEFERRED_TYPES:
             d: Deferred[Any] = yielded
+        elif yielded_type is _AwaitFuture:
+            # ``await d`` under a running asyncio loop: wait on ``d`` itself, so
+            # the coroutine resumes as soon as ``d`` fires, not a loop turn later.
+            yielded._asyncio_future_blocking = False
+            d = yielded.deferred
         elif asyncio.isfuture(yielded):
             yielded._asyncio_future_blocking = False  # what asyncio.Task does on a yield
             d = deferred_from_future(yielded)
-        elif not state.is_coroutine:
+        elif not is_coroutine:
             if isinstance(yielded, Coroutine):
                 d = run_coroutine(yielded)
             else:
@@ -113,7 +120,7 @@ def _drive(
                 continue
         elif yielded is None and (loop := asyncio._get_running_loop()) is not None:
             # A bare yield (``asyncio.sleep(0)``): come back on the next loop turn.
-            loop.call_soon(_drive, gen, out, state, None, None)
+            loop.call_soon(_drive, gen, out, is_coroutine, None, None)
             return
         else:
             failure = Failure(
@@ -121,28 +128,26 @@ def _drive(
                           "await Deferreds, coroutines or asyncio futures")
             )
             continue
-        if d.called and not d._paused and not d._running and not isinstance(
-            d._result, Deferred
-        ):
+        if d.called and not d._paused and not d._running:
             result = d._result
-            if isinstance(result, Failure):
+            if type(result) in _SPECIAL_TYPES:  # a Failure: the awaiter takes it
                 d._take_result()
                 failure = result
                 value = None
             else:
                 value = result
             continue
-        state.waiting = d
-        d.add_both(_resume, gen, out, state)
+        out._waiting = d
+        d.add_both(_resume, gen, out, is_coroutine)
         return
 
 
-def _resume(result: Any, gen: _Driven, out: Deferred[Any], state: _State) -> Any:
-    state.waiting = None
-    if isinstance(result, Failure):
-        _drive(gen, out, state, None, result)
+def _resume(result: Any, gen: _Gen, out: _DrivenDeferred, is_coroutine: bool) -> Any:
+    out._waiting = None
+    if type(result) in _SPECIAL_TYPES:
+        _drive(gen, out, is_coroutine, None, result)
         return None
-    _drive(gen, out, state, result, None)
+    _drive(gen, out, is_coroutine, result, None)
     return result
 
 
@@ -168,8 +173,8 @@ def ensure_deferred(
     Raises:
         TypeError: the argument is none of these.
     """
-    if isinstance(coro_or_deferred, Deferred):
-        return coro_or_deferred
+    if type(coro_or_deferred) in _DEFERRED_TYPES:
+        return cast(Deferred[S], coro_or_deferred)
     if type(coro_or_deferred) is types.CoroutineType or isinstance(coro_or_deferred, Coroutine):
         return _start(coro_or_deferred, True)
     if asyncio.isfuture(coro_or_deferred):
@@ -212,12 +217,29 @@ def inline_callbacks(
 def deferred_as_future(d: Deferred[S], loop: asyncio.AbstractEventLoop) -> asyncio.Future[S]:
     """See ``Deferred.as_future``."""
     future: asyncio.Future[S] = loop.create_future()
+    _link_future(d, future, cancel_future=True)
+    return future
 
+
+def await_future(d: Deferred[S], loop: asyncio.AbstractEventLoop) -> asyncio.Future[S]:
+    """The future that ``await d`` waits on inside an asyncio Task.
+
+    Unlike ``as_future``, a cancelled ``d`` sets Plait's ``CancelledError`` on the
+    future (an ``asyncio.CancelledError`` too, so the Task is cancelled all the
+    same), so that the awaiting code sees the same exception under any driver.
+    """
+    future = _AwaitFuture(loop=loop)
+    future.deferred = d
+    _link_future(d, future, cancel_future=False)
+    return cast(asyncio.Future[S], future)
+
+
+def _link_future(d: Deferred[S], future: asyncio.Future[S], cancel_future: bool) -> None:
     def fired(result: Any) -> Any:
         if future.done():
             return None if isinstance(result, Failure) else result
         if isinstance(result, Failure):
-            if isinstance(result.value, asyncio.CancelledError):
+            if cancel_future and isinstance(result.value, asyncio.CancelledError):
                 future.cancel()
             elif isinstance(result.value, StopIteration):  # futures refuse StopIteration
                 error = RuntimeError(f"Deferred failed with {result.value!r}")
@@ -235,7 +257,6 @@ def deferred_as_future(d: Deferred[S], loop: asyncio.AbstractEventLoop) -> async
 
     future.add_done_callback(future_done)
     d.add_both(fired)
-    return future
 
 
 def deferred_from_future(future: asyncio.Future[S]) -> Deferred[S]:
