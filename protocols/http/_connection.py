@@ -435,24 +435,37 @@ http_version=b'1.1')
         options = (
             [o.lower() for o in headers.get_list(b"connection")] if b"connection" in names else []
         )
-        if b"close" in options or self.their_http_version is None:
-            # No request was parsed (an error answer): close after this response.
+        if (
+            b"close" in options
+            or self.their_http_version is None
+            or self.their_state is State.ERROR
+        ):
+            # Asked to, or the request was not (fully) understood: close afterwards.
             self._cstate.process_keep_alive_disabled()
+        has_te = b"transfer-encoding" in names
+        has_cl = b"content-length" in names
+        if has_te and headers.get_list(b"transfer-encoding") != [b"chunked"]:
+            # We apply no transfer coding but chunked (RFC 9112 section 6.1).
+            raise LocalProtocolError("only Transfer-Encoding: chunked can be sent")
         if method == b"HEAD" or code in _NO_BODY_STATUSES:
             self._writer = NoBodyWriter(discard=method == b"HEAD")
         elif method == b"CONNECT" and 200 <= code < 300:
             self._writer = None
-        elif b"content-length" in names and b"transfer-encoding" not in names:
-            self._writer = ContentLengthWriter(_outgoing_length(headers))
-        elif peer_11:
-            if headers.get_list(b"transfer-encoding") != [b"chunked"]:
+        elif peer_11 and (has_te or not has_cl):
+            if has_cl or not has_te:
+                # RFC 9112 section 6.2: no Content-Length alongside Transfer-Encoding.
                 headers, changed = headers.copy(), True
                 headers.remove(b"content-length")
                 headers.set(b"Transfer-Encoding", b"chunked")
             self._writer = ChunkedWriter()
+        elif has_cl:
+            if has_te:  # an HTTP/1.0 peer cannot read chunked; the length will do
+                headers, changed = headers.copy(), True
+                headers.remove(b"transfer-encoding")
+            self._writer = ContentLengthWriter(_outgoing_length(headers))
         else:
             # An HTTP/1.0 (or unknown) peer cannot read chunked: delimit by closing.
-            if b"transfer-encoding" in names:
+            if has_te:
                 headers, changed = headers.copy(), True
                 headers.remove(b"transfer-encoding")
             self._cstate.process_keep_alive_disabled()

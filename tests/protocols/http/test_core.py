@@ -532,3 +532,39 @@ def test_an_http10_client_request_without_keep_alive_closes() -> None:
     client = Connection(CLIENT)
     client.send(Request(method=b"GET", target=b"/", http_version=b"1.0"))
     assert not client.keep_alive
+
+
+def test_a_response_with_both_lengths_to_http11_drops_content_length() -> None:
+    server = Connection(SERVER)
+    receive(server, GET)
+    out = server.send(Response(status_code=200, headers=h(
+        ("Content-Length", "3"), ("Transfer-Encoding", "chunked"))))
+    assert b"Content-Length" not in out and b"Transfer-Encoding: chunked" in out
+
+
+def test_a_response_with_both_lengths_to_http10_keeps_content_length() -> None:
+    server = Connection(SERVER)
+    receive(server, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    out = server.send(Response(status_code=200, headers=h(
+        ("Content-Length", "3"), ("Transfer-Encoding", "chunked"))))
+    assert b"Transfer-Encoding" not in out and b"Content-Length: 3" in out
+    assert server.send(Data(data=b"abc")) == b"abc"
+    server.send(EndOfMessage())
+    assert server.keep_alive
+
+
+def test_a_server_refuses_to_send_a_transfer_coding_other_than_chunked() -> None:
+    server = Connection(SERVER)
+    receive(server, GET)
+    with pytest.raises(LocalProtocolError):
+        server.send(Response(status_code=200, headers=h(("Transfer-Encoding", "gzip, chunked"))))
+
+
+def test_an_answer_to_a_request_whose_body_was_bad_closes_the_connection() -> None:
+    server = Connection(SERVER)
+    server.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert isinstance(server.next_event(), Request)
+    with pytest.raises(RemoteProtocolError):
+        server.next_event()
+    out = server.send(Response(status_code=400, headers=h(("Content-Length", "0"))))
+    assert b"Connection: close" in out
