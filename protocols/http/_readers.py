@@ -66,6 +66,13 @@ class Limits:
     max_body: int | None = 1 << 20
     max_chunk_line: int = 1024
 
+    def __post_init__(self) -> None:
+        for name in ("max_request_line", "max_header_bytes", "max_header_count", "max_chunk_line"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_body is not None and self.max_body < 0:
+            raise ValueError("max_body must not be negative")
+
 
 @dataclass(slots=True)
 class Framing:

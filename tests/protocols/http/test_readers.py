@@ -325,3 +325,10 @@ def test_a_client_accepts_large_bodies_by_default_and_a_server_does_not() -> Non
     client = client_after_get()
     events = receive(client, b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n")
     assert events[0].status_code == 200  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("field", ["max_request_line", "max_header_bytes", "max_header_count",
+                                   "max_chunk_line", "max_body"])
+def test_limits_refuse_nonsense_values(field: str) -> None:
+    with pytest.raises(ValueError):
+        Limits(**{field: -1})
