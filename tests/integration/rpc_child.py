@@ -28,6 +28,15 @@ def main() -> None:
     bus.expose("fail", lambda: 1 / 0)
     bus.expose("pid", lambda: __import__("os").getpid())
 
+    def later(delay: float) -> dict[str, Deferred[str]]:
+        done: Deferred[str] = Deferred()
+        reactor.call_later(delay, done.callback, "later")
+        return {"done": done}
+
+    bus.expose("later", later)
+    bus.expose("announce", bus.publish)
+    bus.expose("ask", bus.call)
+
     def ready(_: Any) -> None:
         print("READY", bus.endpoint, flush=True)
 
