@@ -2,15 +2,16 @@
 
 Theory of operation
 -------------------
-A Deferred holds a flat list of callback entries. Each entry is one 6-tuple,
-``(callback, args, how, errback, args, how)``; when the Deferred fires,
-entries run in order, each getting the current result, and whatever it returns
-(or raises, as a ``Failure``) becomes the result for the next entry. A ``Failure``
-result selects the errback half of an entry, anything else the callback half.
-``how`` is ``None`` for the common ``f(result)`` (no extra arguments, so no
-argument unpacking on the hot path), the keyword dict for ``f(result, *args,
-**kwargs)``, or a sentinel: ``_SKIP`` for the half that does nothing,
-``_WAITER``/``_CHAINED`` for hand-offs (below).
+A Deferred holds a flat list of callback entries. Each entry is a 4-tuple,
+``(callback, args, how, (errback, args, how))``: the callback half inline (the hot
+path unpacks it in the ``for`` statement itself), the errback half as a triple
+(``_PASS`` for ``add_callback``, shared). When the Deferred fires, entries run in
+order, each getting the current result, and whatever it returns (or raises, as a
+``Failure``) becomes the result for the next entry. A ``Failure`` result selects
+the errback half, anything else the callback half. ``how`` is ``None`` for the
+common ``f(result)`` (no argument unpacking on the hot path), the keyword dict
+for ``f(result, *args, **kwargs)``, or a sentinel: ``_SKIP`` for a half that does
+nothing, ``_WAITER``/``_CHAINED`` for hand-offs (below).
 
 Rules (Twisted's, except where noted):
 
@@ -48,7 +49,17 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Coroutine, Generator, Iterator
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    NoReturn,
+    ParamSpec,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from plait.cluster._failure import _SPECIAL_TYPES, Failure
 from plait.cluster._failure import NoCurrentExceptionError as NoCurrentExceptionError
@@ -169,14 +180,19 @@ def _passthru(result: object) -> object:
     return result
 
 
+def _const(_result: object, value: object) -> object:
+    return value
+
+
 # The third item of an entry's triple says how to call its function: ``None``
 # means ``f(result)``, a dict means ``f(result, *args, **kwargs)``, and the
 # sentinels below mean no call at all.
 _SKIP: Any = ("skip",)  # pass the result through unchanged
 _WAITER: Any = ("waiter",)  # hand the result to ``args``, which waits on us
 _CHAINED: Any = ("chained",)  # fire ``args`` with the result (chain_deferred)
+_PASS = (_passthru, (), _SKIP)  # the errback half of an add_callback entry
 
-_Entry = tuple[Any, Any, Any, Any, Any, Any]
+_Entry = tuple[Any, Any, Any, tuple[Any, Any, Any]]
 
 #: Deferred and every subclass of it. ``type(x) in _DEFERRED_TYPES`` is exact
 #: (subclasses register themselves) and cheaper than ``isinstance`` on a miss.
@@ -223,10 +239,8 @@ class Deferred(Generic[T]):
         self._callbacks: list[_Entry] = []
         self._iter: Iterator[Any] | None = None
         self._result: Any = None
-        self.called = False
+        self.called = self._running = self._suppress = False
         self._paused = 0
-        self._running = False
-        self._suppress = False
         self._canceller = canceller
         self._info: _DebugInfo | None = (
             _DebugInfo(traceback.format_stack()[:-1]) if _debugging else None
@@ -268,7 +282,7 @@ class Deferred(Generic[T]):
             cb_args, cb_how = tuple(callback_args), dict(callback_kwargs or ())
         else:
             cb_args, cb_how = (), None
-        self._callbacks.append((callback, cb_args, cb_how, errback, eb_args, eb_how))
+        self._callbacks.append((callback, cb_args, cb_how, (errback, eb_args, eb_how)))
         if self.called:
             self._run_callbacks()
         return self
@@ -305,11 +319,12 @@ class Deferred(Generic[T]):
         """
         if not callable(callback):
             raise _not_callable("callback", callback)
-        self._callbacks.append(
-            (callback, args, kwargs if args or kwargs else None, _passthru, (), _SKIP)
-        )
-        if self.called:
-            self._run_callbacks()
+        if self.called and not self._paused and not self._running:
+            # Fired and idle: run it now, without the list and the runner.
+            if type(self._result) not in _SPECIAL_TYPES:
+                self._run_now(callback, args, kwargs if args or kwargs else None)
+            return self  # (a failure passes a callback by)
+        self._callbacks.append((callback, args, kwargs if args or kwargs else None, _PASS))
         return self
 
     def add_errback(
@@ -326,11 +341,13 @@ class Deferred(Generic[T]):
         """
         if not callable(errback):
             raise _not_callable("errback", errback)
+        if self.called and not self._paused and not self._running:
+            if type(self._result) in _SPECIAL_TYPES:
+                self._run_now(errback, args, kwargs if args or kwargs else None)
+            return self
         self._callbacks.append(
-            (_passthru, (), _SKIP, errback, args, kwargs if args or kwargs else None)
+            (_passthru, (), _SKIP, (errback, args, kwargs if args or kwargs else None))
         )
-        if self.called:
-            self._run_callbacks()
         return self
 
     def add_both(
@@ -344,10 +361,36 @@ class Deferred(Generic[T]):
         if not callable(callback):
             raise _not_callable("callback", callback)
         how = kwargs if args or kwargs else None
-        self._callbacks.append((callback, args, how, callback, args, how))
-        if self.called:
-            self._run_callbacks()
+        if self.called and not self._paused and not self._running:
+            self._run_now(callback, args, how)
+            return self
+        self._callbacks.append((callback, args, how, (callback, args, how)))
         return self
+
+    def _run_now(self, f: Callable[..., Any], args: tuple[Any, ...], how: Any) -> None:
+        """Run one new entry at once on a fired, idle Deferred (nothing is queued)."""
+        self._running = True
+        try:
+            result = f(self._result) if how is None else f(self._result, *args, **how)
+        except (Exception, _AsyncioCancelledError) as e:
+            result = Failure(e)
+        self._running = False
+        if type(result) in _SPECIAL_TYPES:
+            if type(result) in _DEFERRED_TYPES:
+                # Rare: let the runner chain it, through an entry that returns it
+                # (ahead of anything ``f`` added to this Deferred meanwhile).
+                entry: _Entry = (_const, (result,), {}, (_const, (result,), {}))
+                self._callbacks.insert(0, entry)
+                self._run_callbacks()
+                return
+            self._result = result
+            self._arm(result)
+        else:
+            self._result = result
+            if self._info is not None:
+                self._info.failure = None
+        if self._callbacks:  # ``f`` added callbacks to this Deferred
+            self._run_callbacks()
 
     def chain_deferred(self, d: Deferred[Any]) -> Deferred[None]:
         """Fire ``d`` with this Deferred's result when it arrives.
@@ -363,7 +406,7 @@ class Deferred(Generic[T]):
         """
         if not isinstance(d, Deferred):
             raise TypeError(f"chain_deferred() takes a Deferred, not {type(d).__name__}")
-        self._callbacks.append((_passthru, d, _CHAINED, _passthru, d, _CHAINED))
+        self._callbacks.append((_passthru, d, _CHAINED, (_passthru, d, _CHAINED)))
         if self.called:
             self._run_callbacks()
         return cast("Deferred[None]", self)
@@ -382,16 +425,23 @@ class Deferred(Generic[T]):
             if self._suppress:
                 return
             raise self._already_called()
-        if type(result) in _DEFERRED_TYPES:
-            raise TypeError("callback() takes a result, not a Deferred; use chain_deferred()")
         if self._info is not None:
             self._info.invoker = traceback.format_stack()[:-1]
         self.called = True
         self._result = result
         if self._callbacks:
-            self._run_callbacks()
-        elif isinstance(result, Failure):
-            self._arm(result)
+            self._run_callbacks()  # (which refuses a Deferred result)
+        elif type(result) in _SPECIAL_TYPES:
+            if type(result) in _DEFERRED_TYPES:
+                self._refuse_deferred_result()
+            self._arm(cast(Failure, result))
+
+    def _refuse_deferred_result(self) -> NoReturn:
+        """Undo ``callback(a_deferred)``: checked off the hot path, then raised."""
+        self.called = False
+        self._result = None
+        self._running = False
+        raise TypeError("callback() takes a result, not a Deferred; use chain_deferred()")
 
     def errback(self, failure: Failure | BaseException | None = None) -> None:
         """Fire the Deferred with a failure: run the errback chain.
@@ -554,10 +604,11 @@ class Deferred(Generic[T]):
             result = current._result
             current._running = True
             failed = type(result) in special
-            for entry in it:
-                f, args, kwargs, eb, eb_args, eb_kwargs = entry
+            if failed and type(result) in _DEFERRED_TYPES:
+                current._refuse_deferred_result()  # only callback() can get here so
+            for f, args, kwargs, errback_half in it:
                 if failed:
-                    f, args, kwargs = eb, eb_args, eb_kwargs
+                    f, args, kwargs = errback_half
                 if kwargs is None:
                     try:
                         result = f(result)
@@ -614,7 +665,10 @@ class Deferred(Generic[T]):
                             failed = True
                             continue
                         if inner.called and not inner._paused and not inner._running:
-                            result = inner._take_result()
+                            result = inner._result  # take it over
+                            inner._result = None
+                            if inner._info is not None:
+                                inner._info.failure = None
                             failed = type(result) in special
                         else:
                             # Wait for ``inner``: it hands its result back to us.
@@ -623,7 +677,7 @@ class Deferred(Generic[T]):
                             current._result = inner
                             current._running = False
                             inner._callbacks.append(
-                                (_passthru, current, _WAITER, _passthru, current, _WAITER)
+                                (_passthru, current, _WAITER, (_passthru, current, _WAITER))
                             )
                             break
                     else:

@@ -303,3 +303,63 @@ def test_callbacks_with_extra_args_may_raise_and_fail_the_chain() -> None:
 
     out = collect(succeed(1).add_callback(divide, by=0))
     assert out[0].check(ZeroDivisionError)
+
+
+# ------------------------------------------- callbacks added to a fired Deferred
+
+
+def test_callback_added_to_fired_deferred_may_return_an_unfired_one() -> None:
+    inner: Deferred[int] = Deferred()
+    d = succeed(1).add_callback(lambda _: inner)
+    out = collect(d)
+    assert out == []
+    inner.callback(2)
+    assert out == [2]
+
+
+def test_callback_added_to_fired_deferred_returning_it_is_a_loop_error() -> None:
+    d = succeed(1)
+    d.add_callback(lambda _: d)
+    out = collect(d)
+    assert out[0].check(DeferredLoopError)
+
+
+def test_callback_added_later_may_add_more_and_order_is_kept() -> None:
+    d = succeed(1)
+    seen: list[Any] = []
+
+    def first(x: int) -> Deferred[int]:
+        d.add_callback(lambda y: seen.append(("added inside", y)))
+        return succeed(x + 10)
+
+    d.add_callback(first)
+    assert seen == [("added inside", 11)]
+
+
+def test_errback_added_to_failed_deferred_recovers_it() -> None:
+    d = fail(KeyError())
+    d.add_callback(lambda _: "skipped")
+    d.add_errback(lambda f: "recovered")
+    d.add_errback(lambda f: "skipped too")
+    assert collect(d) == ["recovered"]
+
+
+def test_errback_added_to_succeeded_deferred_is_skipped() -> None:
+    d = succeed(3)
+    d.add_errback(lambda f: "never")
+    assert collect(d) == [3]
+
+
+def test_callback_added_to_fired_deferred_that_raises_fails_it() -> None:
+    d = succeed(0)
+    d.add_callback(lambda x: 1 / x)
+    assert collect(d)[0].check(ZeroDivisionError)
+
+
+def test_callbacks_added_while_paused_after_firing_wait_for_unpause() -> None:
+    d = succeed(1)
+    d.pause()
+    out = collect(d.add_callback(lambda x: x + 1))
+    assert out == []
+    d.unpause()
+    assert out == [2]
