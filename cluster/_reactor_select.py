@@ -1,13 +1,16 @@
 """The native reactor: one thread, one ``selectors`` selector (epoll on Linux).
 
 Why this module may grow past the 600-line soft limit (STYLE.md allows one exception,
-as trio does with ``_run.py``): the loop, the timers, the fd table, the system events
-and the thread/signal wake-ups share one set of hot local variables and invariants;
-split across modules they would cost an attribute hop per event on the hottest path
-of the whole framework, and the invariants would be harder to read. Transports,
-listening ports and connectors live elsewhere (``_stream``, ``_tcp``, ``_unix``,
-``_udp``) and are *clients* of this class through ``add_reader``/``add_writer``/
-``call_soon``/``call_later``, as in curio's small kernel.
+as trio does with ``_run.py``): the loop, the timers, the callback queue and the
+thread/signal wake-ups share one set of hot local variables and invariants; split
+across modules they would cost an attribute hop per event on the hottest path of the
+whole framework, and the invariants would be harder to read. Every other transport
+module adds its thin ``listen_*``/``connect_*`` method here too, so that the reactor
+is one object with one set of names. What is not hot lives elsewhere: the fd table
+(``_fd_table``), system events (``_system_events``), signals (``_signals``), and the
+transports, ports and connectors (``_stream``, ``_tcp``, ``_unix``, ``_udp``), which
+are *clients* of this class through ``add_reader``/``add_writer``/``call_soon``/
+``call_later``, as in curio's small kernel.
 
 Theory of operation:
 
@@ -17,15 +20,14 @@ Theory of operation:
   that were ready when the iteration's ready phase began (those that they schedule
   run on the next iteration, after the loop has looked at I/O again, so a
   ``call_soon`` chain cannot starve the network).
-- The fd table maps an fd to a two-slot list ``[reader, writer]`` of zero-argument
-  callables; the same list object is the selector key's ``data``. Removing a reader
-  or writer sets its slot to ``None`` *in place*, so an event already returned by
-  ``select`` for a callback removed earlier in the same batch finds ``None`` and is
-  dropped rather than delivered to a closed transport. On Linux the loop polls the
-  ``EpollSelector``'s own epoll object and looks the fd up in this table, skipping the
-  per-event ``SelectorKey`` work of ``selectors.select``; registrations still go
-  through the selector, which stays the source of truth. Any other selector runs the
-  portable path.
+- The fd table (``_fd_table``) maps an fd to a two-slot list ``[reader, writer]`` of
+  zero-argument callables, the same list object as the selector key's ``data``; a
+  removed callback's slot is set to ``None`` in place, so an event already returned
+  by ``select`` for it is dropped rather than delivered to a closed transport. On
+  Linux the loop polls the ``EpollSelector``'s own epoll object and looks the fd up
+  in this table, skipping the per-event ``SelectorKey`` work of ``selectors.select``;
+  registrations still go through the selector, which stays the source of truth.
+  Any other selector runs the portable path.
 - Timers: a binary heap of ``(time, seq, DelayedCall)``. Cancelling or moving a
   DelayedCall never searches the heap: a cancelled call is skipped when it surfaces
   (``call.cancelled``), and a moved call is pushed again under its new ``(time,
@@ -46,7 +48,6 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import heapq
 import logging
@@ -63,7 +64,9 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import implementer
 
 from plait.cluster._delayed_call import DelayedCall
+from plait.cluster._fd_table import FdTable
 from plait.cluster._signals import SignalHandlers
+from plait.cluster._system_events import SystemEvents
 from plait.cluster._unix import UnixStreamTransport
 from plait.cluster.interfaces import (
     IReactorCore,
@@ -86,7 +89,6 @@ _log = logging.getLogger("plait.reactor")
 _monotonic = time.monotonic
 _heappush = heapq.heappush
 _heappop = heapq.heappop
-_PHASES = ("before", "during", "after")
 #: What a callback may raise without stopping the loop: every Exception, and
 #: asyncio's CancelledError (a BaseException since Python 3.8) that coroutine code
 #: lets escape. KeyboardInterrupt and SystemExit do leave ``run``.
@@ -140,76 +142,6 @@ def _nothing(*args: object, **kwargs: object) -> None:
     return None
 
 
-def _fileno(fd: Any) -> int:
-    """The integer fd of ``fd`` (an int or an object with ``fileno()``)."""
-    if isinstance(fd, int) and not isinstance(fd, bool):
-        n = fd
-    else:
-        try:
-            n = fd.fileno()
-        except AttributeError:
-            raise TypeError(f"not a file descriptor or an object with fileno(): {fd!r}") from None
-        if not isinstance(n, int):
-            raise TypeError(f"fileno() returned {n!r}, not an int")
-    if n < 0:
-        raise ValueError(f"invalid file descriptor {n}")
-    return n
-
-
-class _SystemEvent:
-    """The triggers of one system event (``startup``, ``shutdown``, or a custom name)."""
-
-    def __init__(self) -> None:
-        self.phases: dict[str, list[tuple[int, Callable[..., object], tuple[Any, ...],
-                                          dict[str, Any]]]] = {p: [] for p in _PHASES}
-
-    def fire(self, on_done: Callable[[], object]) -> None:
-        """Run the ``before`` triggers, wait for their Deferreds, then the rest."""
-        pending: list[Any] = []
-        for result in self._run_phase("before"):
-            if callable(getattr(result, "add_both", None)):
-                pending.append(result)
-        if not pending:
-            self._finish(on_done)
-            return
-        left = [len(pending)]
-
-        def one_done(result: object) -> None:
-            _log_if_failure(result, "a 'before' system event trigger failed")
-            left[0] -= 1
-            if left[0] == 0:
-                self._finish(on_done)
-
-        for d in pending:
-            d.add_both(one_done)
-
-    def _finish(self, on_done: Callable[[], object]) -> None:
-        try:
-            self._run_phase("during")
-            self._run_phase("after")
-        finally:
-            on_done()
-
-    def _run_phase(self, phase: str) -> list[object]:
-        results = []
-        entries = self.phases[phase]
-        i = 0
-        while i < len(entries):  # by index: a trigger added while firing runs too
-            _, f, args, kwargs = entries[i]
-            i += 1
-            try:
-                results.append(f(*args, **kwargs))
-            except _CALLBACK_ERRORS:
-                _log.exception("system event trigger %r (%s) failed", f, phase)
-        return results
-
-
-def _log_if_failure(result: object, message: str) -> None:
-    value = getattr(result, "value", None)
-    if isinstance(value, BaseException) and callable(getattr(result, "get_traceback", None)):
-        _log.error("%s:\n%s", message, result.get_traceback())  # type: ignore[attr-defined]
-
-
 @implementer(IReactorCore, IReactorTime, IReactorFDSet, IReactorTCP, IReactorThreads,
              IReactorProcess, IReactorUDP, IReactorUNIX)
 class Reactor:
@@ -237,7 +169,8 @@ class Reactor:
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         self.running = False
         self._selector = selector if selector is not None else selectors.DefaultSelector()
-        self._fds: dict[int, list[Callable[[], object] | None]] = {}
+        self._fd_table = FdTable(self._selector)
+        self._fds = self._fd_table.fds  # the loop's view
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, DelayedCall]] = []
         self._stale_timers = 0
@@ -249,8 +182,7 @@ class Reactor:
         self._started = False
         self._closed = False
         self._thread_id: int | None = None
-        self._events: dict[str, _SystemEvent] = {}
-        self._trigger_ids = 0
+        self._events = SystemEvents()
         self._pool: Any = None
         self._pool_size = 10
         self._pool_trigger: Any = None
@@ -313,7 +245,7 @@ class Reactor:
         if self._stop_requested:
             return
         self._stop_requested = True
-        self.call_soon(self._fire_system_event, "shutdown", self._exit)
+        self.call_soon(self._events.fire, "shutdown", self._exit)
 
     def _exit(self) -> None:
         self._exit_loop = True
@@ -331,7 +263,7 @@ class Reactor:
         self._closed = True
         self._signals.remove_all()
         self._stop_thread_pool()
-        self._fds.clear()
+        self._fd_table.clear()
         self._selector.close()
         self._waker_r.close()
         self._waker_w.close()
@@ -339,7 +271,7 @@ class Reactor:
         self._timers.clear()
 
     def _fire_startup(self) -> None:
-        self._fire_system_event("startup", self._startup_done)
+        self._events.fire("startup", self._startup_done)
 
     def _startup_done(self) -> None:
         self._started = True
@@ -350,13 +282,6 @@ class Reactor:
                 handle._func(*handle._args, **(kwargs or {}))
             except _CALLBACK_ERRORS as exc:
                 self._log_callback_error(handle._func, exc)
-
-    def _fire_system_event(self, name: str, on_done: Callable[[], object]) -> None:
-        event = self._events.get(name)
-        if event is None:
-            on_done()
-        else:
-            event.fire(on_done)
 
     def _loop(self) -> None:
         """The loop itself: locals for everything the hot path touches."""
@@ -628,14 +553,7 @@ class Reactor:
             ValueError: unknown phase.
             TypeError: ``f`` is not callable.
         """
-        if phase not in _PHASES:
-            raise ValueError(f"phase must be one of {_PHASES}, not {phase!r}")
-        if not callable(f):
-            raise TypeError(f"{f!r} is not callable")
-        self._trigger_ids += 1
-        event = self._events.setdefault(event_type, _SystemEvent())
-        event.phases[phase].append((self._trigger_ids, f, args, kwargs))
-        return (phase, event_type, self._trigger_ids)
+        return self._events.add(phase, event_type, f, args, kwargs)
 
     def remove_system_event_trigger(self, trigger_id: Any) -> None:
         """Remove a trigger.
@@ -643,20 +561,11 @@ class Reactor:
         Raises:
             ValueError: ``trigger_id`` is not a live trigger id.
         """
-        try:
-            phase, event_type, number = trigger_id
-            entries = self._events[event_type].phases[phase]
-        except (TypeError, ValueError, KeyError):
-            raise ValueError(f"not a system event trigger id: {trigger_id!r}") from None
-        for i, entry in enumerate(entries):
-            if entry[0] == number:
-                del entries[i]
-                return
-        raise ValueError(f"no such system event trigger: {trigger_id!r}")
+        self._events.remove(trigger_id)
 
     def fire_system_event(self, event_type: str) -> None:
         """Fire the triggers of ``event_type`` (for events of your own)."""
-        self._fire_system_event(event_type, _nothing)
+        self._events.fire(event_type, _nothing)
 
     def call_when_running(self, f: Callable[..., object], *args: Any,
                           **kwargs: Any) -> Handle | None:
@@ -682,74 +591,28 @@ class Reactor:
 
     def add_reader(self, fd: Any, f: Callable[..., object], *args: Any) -> None:
         """Call ``f(*args)`` whenever ``fd`` (int or object with ``fileno()``) is readable."""
-        self._add(fd, 0, functools.partial(f, *args) if args else f)
+        self._fd_table.add(fd, 0, functools.partial(f, *args) if args else f)
 
     def add_writer(self, fd: Any, f: Callable[..., object], *args: Any) -> None:
         """Call ``f(*args)`` whenever ``fd`` is writable."""
-        self._add(fd, 1, functools.partial(f, *args) if args else f)
+        self._fd_table.add(fd, 1, functools.partial(f, *args) if args else f)
 
     def remove_reader(self, fd: Any) -> bool:
         """Stop watching ``fd`` for reading; True if it was watched."""
-        return self._remove(fd, 0)
+        return self._fd_table.remove(fd, 0)
 
     def remove_writer(self, fd: Any) -> bool:
         """Stop watching ``fd`` for writing; True if it was watched."""
-        return self._remove(fd, 1)
-
-    def _add(self, fd: Any, slot: int, cb: Callable[[], object]) -> None:
-        if not callable(cb):
-            raise TypeError(f"{cb!r} is not callable")
-        n = _fileno(fd)
-        cbs = self._fds.get(n)
-        if cbs is None:
-            cbs = [None, None]
-            cbs[slot] = cb
-            self._selector.register(n, _mask(cbs), cbs)
-            self._fds[n] = cbs
-            return
-        had = cbs[slot] is not None
-        cbs[slot] = cb
-        if not had:
-            self._modify(n, cbs)
-
-    def _modify(self, n: int, cbs: list[Callable[[], object] | None]) -> None:
-        try:
-            self._selector.modify(n, _mask(cbs), cbs)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOENT, errno.EBADF):
-                raise
-            # The fd was closed and its number reused without remove_*: start over.
-            _log.warning("fd %d was closed while watched; registering it again", n)
-            try:
-                self._selector.unregister(n)
-            except (KeyError, ValueError, OSError) as exc2:
-                _log.debug("unregister of stale fd %d: %s", n, exc2)
-            self._selector.register(n, _mask(cbs), cbs)
-
-    def _remove(self, fd: Any, slot: int) -> bool:
-        n = _fileno(fd)
-        cbs = self._fds.get(n)
-        if cbs is None or cbs[slot] is None:
-            return False
-        cbs[slot] = None
-        if cbs[1 - slot] is None:
-            del self._fds[n]
-            try:
-                self._selector.unregister(n)
-            except (KeyError, ValueError, OSError) as exc:  # closed under us
-                _log.debug("unregister of fd %d: %s", n, exc)
-        else:
-            self._modify(n, cbs)
-        return True
+        return self._fd_table.remove(fd, 1)
 
     def get_readers(self) -> list[int]:
         """The fds watched for reading (the reactor's own waker excluded)."""
         waker = self._waker_r.fileno()
-        return [fd for fd, cbs in self._fds.items() if cbs[0] is not None and fd != waker]
+        return [fd for fd in self._fd_table.watched(0) if fd != waker]
 
     def get_writers(self) -> list[int]:
         """The fds watched for writing."""
-        return [fd for fd, cbs in self._fds.items() if cbs[1] is not None]
+        return self._fd_table.watched(1)
 
     # --------------------------------------------------------------------- TCP
 
@@ -965,7 +828,3 @@ class Reactor:
         state = "running" if self.running else "closed" if self._closed else "idle"
         return f"<Reactor {state} fds={len(self._fds)} timers={len(self._timers)}>"
 
-
-def _mask(cbs: list[Callable[[], object] | None]) -> int:
-    return (selectors.EVENT_READ if cbs[0] is not None else 0) | (
-        selectors.EVENT_WRITE if cbs[1] is not None else 0)

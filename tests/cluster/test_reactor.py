@@ -724,3 +724,10 @@ def test_an_asyncio_cancelled_error_from_a_callback_does_not_stop_the_loop(
         run_until_stopped(reactor)
     assert got == [1]
     assert "CancelledError" in caplog.text
+
+
+def test_a_trigger_for_an_event_that_is_not_a_string_is_refused(reactor: Reactor) -> None:
+    with pytest.raises(TypeError):
+        reactor.add_system_event_trigger("before", 3, lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        reactor.add_system_event_trigger("before", "shutdown", "not callable")  # type: ignore[arg-type]
