@@ -658,6 +658,37 @@ def test_sigterm_and_sigint_stop_the_reactor_cleanly(signum: int) -> None:
     assert proc.returncode == 0
 
 
+_STUCK_SHUTDOWN_CHILD = textwrap.dedent(
+    """
+    from plait.cluster._defer import Deferred
+    from plait.cluster.reactor import Reactor
+    r = Reactor()
+    r.add_system_event_trigger("before", "shutdown", Deferred)  # never fires
+    r.add_system_event_trigger("before", "shutdown", print, "stopping", flush=True)
+    r.call_when_running(print, "READY", flush=True)
+    r.run()
+    print("run-returned", flush=True)
+    """
+)
+
+
+def test_a_second_sigterm_leaves_a_stuck_shutdown() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _STUCK_SHUTDOWN_CHILD],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline().strip() == "stopping"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.split() == ["run-returned"]
+    assert proc.returncode == 0
+
+
 # ---------------------------------------------------------------------- react
 
 
@@ -731,3 +762,20 @@ def test_a_trigger_for_an_event_that_is_not_a_string_is_refused(reactor: Reactor
         reactor.add_system_event_trigger("before", 3, lambda: None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         reactor.add_system_event_trigger("before", "shutdown", "not callable")  # type: ignore[arg-type]
+
+
+def test_run_puts_back_the_sigint_and_sigterm_handlers_it_replaced(reactor: Reactor) -> None:
+    if not _in_main_thread():
+        pytest.skip("signals need the main thread")
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    seen: list[Any] = []
+
+    def check() -> None:
+        seen.append(signal.getsignal(signal.SIGINT))
+        reactor.stop()
+
+    reactor.call_soon(check)
+    reactor.call_later(5, reactor.stop)
+    reactor.run()
+    assert seen[0] != before[0]  # replaced while running
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
