@@ -233,6 +233,14 @@ class Port:
             self._reactor.add_reader(self._fd, self._on_acceptable)
 
 
+def _start_or_close(port: Port, sock: socket.socket) -> None:
+    try:
+        port.start_listening()
+    except BaseException:  # e.g. the factory's start_factory raised
+        sock.close()
+        raise
+
+
 def _bind_address(interface: str, port: int) -> tuple[socket.AddressFamily, Any]:
     if not isinstance(interface, str):
         raise ValueError(f"interface must be an IP address string, not {interface!r}")
@@ -270,7 +278,7 @@ def listen_tcp(reactor: Any, port: int, factory: Callable[[], Any], backlog: int
         sock.close()
         raise
     p = Port(reactor, sock, factory, accept_batch=accept_batch)
-    p.start_listening()
+    _start_or_close(p, sock)
     return p
 
 
@@ -316,7 +324,7 @@ def adopt_stream_port(reactor: Any, fd: int, family: int, factory: Callable[[], 
     except BaseException:
         sock.close()
         raise
-    p.start_listening()
+    _start_or_close(p, sock)
     return p
 
 

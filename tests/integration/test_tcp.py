@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -813,3 +815,23 @@ def test_a_storm_of_resets_and_vanishing_peers_leaves_the_server_serving(
                                                   lambda: Recorder(b"?", reactor.stop)))
     run_until(reactor)
     assert len(client.data) == 1_000_000
+
+
+def test_a_factory_whose_start_fails_leaves_no_socket_open(reactor: Reactor) -> None:
+    class Broken(Factory):
+        protocol = Echo
+
+        def start_factory(self) -> None:
+            raise RuntimeError("cannot start")
+
+    raised = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            reactor.listen_tcp(0, Broken(), interface="127.0.0.1")
+        except RuntimeError:
+            raised = True
+        gc.collect()  # an unclosed socket would warn when collected
+    assert raised
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert reactor.get_readers() == []
