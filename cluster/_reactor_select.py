@@ -59,6 +59,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
     from plait.cluster._defer import Deferred
     from plait.cluster._tcp import Port
 
-__all__ = ["Handle", "Reactor", "ReactorNotRunning"]
+__all__ = ["Handle", "Reactor", "ReactorNotRunning", "ReactorStatistics"]
 
 _log = logging.getLogger("plait.reactor")
 _monotonic = time.monotonic
@@ -103,6 +104,25 @@ try:
     _EPOLL_WRITE: int = _select_mod.EPOLLOUT | _select_mod.EPOLLHUP | _select_mod.EPOLLERR
 except AttributeError:  # no epoll on this platform: the portable path is used
     _EPOLL_READ = _EPOLL_WRITE = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReactorStatistics:
+    """A snapshot of a reactor (trio's ``statistics()`` convention).
+
+    Attributes:
+        readers: fds watched for reading (the reactor's own waker excluded).
+        writers: fds watched for writing.
+        timers: scheduled ``call_later`` calls still active.
+        ready: callbacks queued by ``call_soon`` for the next iteration.
+        thread_calls: ``call_from_thread`` calls not yet taken into the loop.
+    """
+
+    readers: int
+    writers: int
+    timers: int
+    ready: int
+    thread_calls: int
 
 
 class ReactorNotRunning(RuntimeError):
@@ -489,6 +509,13 @@ class Reactor:
         while calls:
             f, args, kwargs = calls.popleft()
             ready.append(Handle(f, args, kwargs or None))
+
+    def statistics(self) -> ReactorStatistics:
+        """Counts of what the reactor is holding, for metrics and debugging."""
+        return ReactorStatistics(
+            readers=len(self.get_readers()), writers=len(self.get_writers()),
+            timers=len(self.get_delayed_calls()), ready=len(self._ready),
+            thread_calls=len(self._thread_calls))
 
     def in_reactor_thread(self) -> bool:
         """True when called from the thread that is running the loop."""

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from plait.cluster._delayed_call import DelayedCall
 from plait.cluster._react import get_reactor, react, set_reactor
-from plait.cluster._reactor_select import Handle, Reactor, ReactorNotRunning
+from plait.cluster._reactor_select import (
+    Handle,
+    Reactor,
+    ReactorNotRunning,
+    ReactorStatistics,
+)
 from plait.cluster._tcp import Port
 
 __all__ = [
@@ -19,6 +24,7 @@ __all__ = [
     "Port",
     "Reactor",
     "ReactorNotRunning",
+    "ReactorStatistics",
     "get_reactor",
     "react",
     "set_reactor",

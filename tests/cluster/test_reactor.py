@@ -779,3 +779,19 @@ def test_run_puts_back_the_sigint_and_sigterm_handlers_it_replaced(reactor: Reac
     reactor.run()
     assert seen[0] != before[0]  # replaced while running
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_statistics_counts_what_the_reactor_holds(reactor: Reactor) -> None:
+    a, b = socket.socketpair()
+    reactor.add_reader(a, lambda: None)
+    reactor.add_writer(b, lambda: None)
+    reactor.call_later(10, lambda: None)
+    reactor.call_later(10, lambda: None).cancel()
+    reactor.call_soon(lambda: None)
+    stats = reactor.statistics()
+    assert (stats.readers, stats.writers, stats.timers, stats.ready, stats.thread_calls) == (
+        1, 1, 1, 1, 0)
+    reactor.remove_reader(a)
+    reactor.remove_writer(b)
+    a.close()
+    b.close()
