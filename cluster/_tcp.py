@@ -188,7 +188,13 @@ class Port:
 
     @property
     def port(self) -> int:
-        """The bound port number (handy with ``listen_tcp(0, ...)``)."""
+        """The bound port number (handy with ``listen_tcp(0, ...)``).
+
+        Raises:
+            AttributeError: the socket has no port number (an adopted Unix socket).
+        """
+        if not isinstance(self._host, tuple):
+            raise AttributeError(f"{self!r} has an address, not a port number")
         return int(self._host[1])
 
     def _on_acceptable(self) -> None:

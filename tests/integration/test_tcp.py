@@ -835,3 +835,17 @@ def test_a_factory_whose_start_fails_leaves_no_socket_open(reactor: Reactor) -> 
     assert raised
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert reactor.get_readers() == []
+
+
+def test_an_adopted_unix_listener_has_no_port_number(
+    reactor: Reactor, tmp_path: Any
+) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "s"))
+    listener.listen(4)
+    port = reactor.adopt_stream_port(listener.fileno(), socket.AF_UNIX, Echo)
+    listener.close()
+    assert port.get_host() == str(tmp_path / "s")
+    with pytest.raises(AttributeError):
+        _ = port.port
+    outcome(reactor, port.stop_listening())
