@@ -73,6 +73,7 @@ from plait.cluster.interfaces import (
     IReactorCore,
     IReactorFDSet,
     IReactorProcess,
+    IReactorSSL,
     IReactorTCP,
     IReactorThreads,
     IReactorTime,
@@ -163,7 +164,7 @@ def _nothing(*args: object, **kwargs: object) -> None:
 
 
 @implementer(IReactorCore, IReactorTime, IReactorFDSet, IReactorTCP, IReactorThreads,
-             IReactorProcess, IReactorUDP, IReactorUNIX)
+             IReactorProcess, IReactorUDP, IReactorUNIX, IReactorSSL)
 class Reactor:
     """The native event loop.
 
@@ -774,6 +775,52 @@ class Reactor:
         from plait.cluster._unix import listen_unix_datagram
 
         return listen_unix_datagram(self, address, protocol, mode)
+
+    # --------------------------------------------------------- TLS (in _tls.py)
+
+    def listen_ssl(self, port: int, factory: Callable[[], Any], options: Any,
+                   backlog: int = 511, interface: str = "") -> Any:
+        """Listen for TLS on TCP ``port``; ``options`` from ``tls.server_options``.
+
+        Each connection's protocol gets ``connection_made`` after the handshake; a
+        failed handshake is logged on ``plait.tls`` and never reaches the factory's
+        protocol.
+
+        Raises:
+            TypeError: ``options`` are not server options.
+            OSError, ValueError: as for ``listen_tcp``.
+        """
+        from plait.cluster._tls import listen_ssl
+
+        return listen_ssl(self, port, factory, options, backlog, interface)
+
+    def connect_ssl(self, host: str, port: int, factory: Callable[[], Any], options: Any,
+                    timeout: float = 30.0) -> Deferred[Any]:
+        """Connect over TCP and TLS; ``options`` from ``tls.client_options``.
+
+        Returns:
+            A Deferred of the protocol, fired after the handshake. It errbacks as
+            ``connect_tcp`` does, or with ``tls.CertificateVerifyError`` (unknown CA,
+            wrong host name), ``tls.TLSError`` (failed handshake) or ``TimeoutError``
+            (``options.handshake_timeout``).
+        """
+        from plait.cluster._tls import connect_ssl
+
+        return connect_ssl(self, host, port, factory, options, timeout)
+
+    def start_tls(self, transport: Any, options: Any, server_side: bool = False) -> Any:
+        """Upgrade the connected ``transport`` to TLS (asyncio's ``loop.start_tls``).
+
+        The protocol keeps its callbacks and is *not* told ``connection_made``
+        again: use the new transport this returns in place of the old one.
+
+        Returns:
+            A Deferred of the TLS transport, fired after the handshake; it errbacks
+            as ``connect_ssl``'s does, and the connection is then closed.
+        """
+        from plait.cluster._tls import start_tls
+
+        return start_tls(self, transport, options, server_side)
 
     def resolve(self, host: str, port: int, *, family: int = 0,
                 type: int = socket.SOCK_STREAM) -> Deferred[list[Any]]:

@@ -60,6 +60,14 @@ EXPECTED: dict[str, set[str]] = {
     "plait.cluster.protocol": {"DatagramProtocol", "Factory", "ProcessProtocol", "Protocol"},
     "plait.cluster.testing": {"IOPump", "MemoryReactor", "MemoryTransport", "connect_in_memory"},
     "plait.cluster.rpc": {"Bus", "NoSuchMethod", "PeerLost", "RemoteError", "TimeoutError"},
+    "plait.cluster.tls": {
+        "CertificateVerifyError",
+        "TLSError",
+        "TLSOptions",
+        "TLSTransport",
+        "client_options",
+        "server_options",
+    },
 }
 
 NOT_YET_WRITTEN: dict[str, set[str]] = {

@@ -1,0 +1,17 @@
+"""plait.cluster.tls: TLS options and the TLS transport's errors.
+
+Build options here and pass them to ``reactor.listen_ssl``, ``reactor.connect_ssl``
+or ``reactor.start_tls``; see docs/tls.md.
+"""
+
+from plait.cluster._tls import CertificateVerifyError, TLSError, TLSTransport
+from plait.cluster._tls_options import TLSOptions, client_options, server_options
+
+__all__ = [
+    "CertificateVerifyError",
+    "TLSError",
+    "TLSOptions",
+    "TLSTransport",
+    "client_options",
+    "server_options",
+]
