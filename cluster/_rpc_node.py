@@ -47,6 +47,7 @@ from plait.cluster._rpc_link import IBusLink
 from plait.cluster._rpc_peer import BusStatistics, _new_counter, _OutCall, _Peer, _Serving
 from plait.cluster._rpc_wire import (
     DEFAULT_MAX_MESSAGE,
+    VERSION,
     Bye,
     Call,
     Cancel,
@@ -61,7 +62,6 @@ from plait.cluster._rpc_wire import (
     RefResult,
     Result,
     decode,
-    encode,
 )
 from plait.cluster.defer import CancelledError, Deferred, ensure_deferred, fail
 from plait.cluster.failure import Failure
@@ -208,9 +208,18 @@ class Node:
         timeout: float | None,
     ) -> Deferred[Any]:
         call_id = next(self._ids)
-        message = Call(id=call_id, method=method, args=list(args), kwargs=kwargs, timeout=timeout)
+        # The layout of wire.Call.to_map, spelled out: this is the hot path.
+        fields = {
+            "v": VERSION,
+            "t": "call",
+            "id": call_id,
+            "method": method,
+            "args": args,
+            "kwargs": kwargs,
+            "timeout": timeout,
+        }
         try:
-            data = self._encode(message, peer)
+            data = self._encode_map(fields, peer)
         except CodecError as exc:
             return fail(exc)
         deferred: Deferred[Any] = Deferred(functools.partial(self._cancel_call, call_id))
@@ -279,14 +288,15 @@ class Node:
             return
         finally:
             self._decoding_from = None
-            self._imports = []
-        if type(message) is Hello:
-            self._on_hello(route, message)
-            return
-        if peer is None:
-            self._drop("unknown_peer", route, type(message).__name__)
-            return
-        self._dispatch[type(message)](peer, message)
+            if self._imports:
+                self._imports = []
+        kind = type(message)
+        if kind is Hello:
+            self._on_hello(route, message)  # type: ignore[arg-type]
+        elif peer is None:
+            self._drop("unknown_peer", route, kind.__name__)
+        else:
+            self._dispatch[kind](peer, message)
 
     def _drop(self, reason: str, route: bytes, detail: str) -> None:
         self._dropped[reason] += 1
@@ -366,7 +376,8 @@ class Node:
 
     def _answer(self, peer: _Peer, call_id: int, value: Any) -> None:
         try:
-            data = self._encode(Result(id=call_id, value=value), peer)
+            fields = {"v": VERSION, "t": "result", "id": call_id, "value": value}
+            data = self._encode_map(fields, peer)
         except CodecError as exc:
             info = ErrorInfo(type=exception_name(exc), message=str(exc))
             self._send_message(peer, Error(id=call_id, error=info))
@@ -412,11 +423,15 @@ class Node:
     # ------------------------------------------------------------ answers
 
     def _on_result(self, peer: _Peer, msg: Result) -> None:
-        entry = self._calls.get(msg.id)
+        entry = self._calls.pop(msg.id, None)
         if entry is None or entry.peer is not peer:
+            if entry is not None:  # someone else's call: leave it be
+                self._calls[msg.id] = entry
             self._drop("unknown_call", peer.route, f"result {msg.id}")
             return
-        self._end_call(msg.id)
+        peer.outstanding -= 1
+        if entry.timer is not None and entry.timer.active():
+            entry.timer.cancel()
         entry.deferred.callback(msg.value)
 
     def _on_error(self, peer: _Peer, msg: Error) -> None:
@@ -518,18 +533,22 @@ class Node:
     # ------------------------------------------------------------ sending
 
     def _encode(self, message: Message, peer: _Peer) -> bytes:
+        return self._encode_map(message.to_map(), peer)
+
+    def _encode_map(self, fields: dict[str, Any], peer: _Peer) -> bytes:
         self._encoding_for = peer
         try:
-            data = encode(message, self._codec)
+            data = self._codec.packb(fields)
         except CodecError:
             for owner, ref, _ in self._exports:
                 owner.exported.pop(ref, None)
+            self._exports = []
             raise
         finally:
             self._encoding_for = None
-            exports, self._exports = self._exports, []
-        if exports:
+        if self._exports:
             # Forward the outcomes only after the message carrying the references.
+            exports, self._exports = self._exports, []
             self._clock.call_later(0, self._watch_exports, exports)
         return data
 

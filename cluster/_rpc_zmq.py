@@ -63,6 +63,8 @@ _backend_send = zmq.backend.Socket.send
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
+_CHECKED = 4
+_BURST = 16
 _POLLIN = int(zmq.POLLIN)
 _SRCFD = int(zmq.SRCFD)
 
@@ -258,24 +260,33 @@ class ZmqLink:
             self._pumping = False
 
     def _receive(self, sock: zmq.Socket[Any]) -> None:
+        # Asking EVENTS costs ~1.4 us and a recv that raises Again ~4.6 us: the
+        # first few messages of a wake-up are taken after an EVENTS check (cheaper
+        # for the one-at-a-time case), the rest by receiving until Again.
         events = self._events
-        recv, known = sock.recv, self._known
-        while events is not None:
-            try:
+        recv, get, known = sock.recv, sock.get, self._known
+        taken = 0
+        try:
+            while events is not None:
+                if taken < _CHECKED and not int(get(_EVENTS)) & _POLLIN:
+                    return
                 route = recv(_NOBLOCK)
-            except zmq.Again:
-                return
-            frame = recv(_NOBLOCK, copy=False)
-            if route not in known:
-                self._learn_fd(route, frame.get(_SRCFD))
-            if frame.more:
-                while recv(_NOBLOCK, copy=False).more:
-                    pass
-                data = b""  # a bus message is one frame: counted as garbage
-            else:
-                data = frame.bytes
-            events.link_received(route, data)
-            events = self._events  # None once the node stopped the link
+                frame = recv(_NOBLOCK, copy=False)
+                if route not in known:
+                    self._learn_fd(route, frame.get(_SRCFD))
+                if frame.more:
+                    while recv(_NOBLOCK, copy=False).more:
+                        pass
+                    data = b""  # a bus message is one frame: counted as garbage
+                else:
+                    data = frame.bytes
+                taken += 1
+                events.link_received(route, data)
+                events = self._events  # None once the node stopped the link
+                if len(self._outbox) >= _BURST:
+                    self._flush(sock)  # let the peer start on these while we go on
+        except zmq.Again:
+            return
 
     def _learn_fd(self, route: bytes, fd: int) -> None:
         if fd >= 0:

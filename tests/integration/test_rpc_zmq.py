@@ -22,16 +22,28 @@ from plait.cluster._rpc_zmq import ZmqLink
 from plait.cluster.defer import CancelledError, Deferred
 from plait.cluster.failure import Failure
 from plait.cluster.reactor import Reactor
-from plait.cluster.rpc import Bus, PeerLost, RemoteError
+from plait.cluster.rpc import Bus as _Bus
+from plait.cluster.rpc import PeerLost, RemoteError
 
 CHILD = Path(__file__).with_name("rpc_child.py")
+
+
+_made: list[_Bus] = []
 
 
 @pytest.fixture
 def reactor() -> Iterator[Reactor]:
     r = Reactor()
     yield r
+    while _made:  # no socket outlives its test, passed or failed
+        _made.pop().stop()
     r.close()
+
+
+def Bus(*args: Any, **kwargs: Any) -> _Bus:  # noqa: N802 - stands in for the class
+    bus = _Bus(*args, **kwargs)
+    _made.append(bus)
+    return bus
 
 
 @pytest.fixture
@@ -62,7 +74,7 @@ def outcome(d: Deferred[Any]) -> list[Any]:
     return box
 
 
-def started(reactor: Reactor, *buses: Bus) -> None:
+def started(reactor: Reactor, *buses: _Bus) -> None:
     boxes = [outcome(bus.start()) for bus in buses]
     run_until(reactor, lambda: all(boxes))
     for box in boxes:
