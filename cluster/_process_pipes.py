@@ -109,8 +109,9 @@ class ReadPipe(_Pipe):
         self._paused = False
 
     def start(self) -> None:
-        """Start watching the descriptor."""
-        self._reactor.add_reader(self._fd, self._read_ready)
+        """Start watching the descriptor (unless ``connection_made`` paused or closed it)."""
+        if not (self._closed or self._paused):
+            self._reactor.add_reader(self._fd, self._read_ready)
 
     def _read_ready(self) -> None:
         if self._closed:
@@ -177,8 +178,12 @@ class WritePipe(_Pipe):
         self._streaming = False
 
     def start(self) -> None:
-        """Watch for the child closing its end (see the module docstring)."""
-        self._reactor.add_reader(self._fd, self._peer_closed)
+        """Watch for the child closing its end (see the module docstring).
+
+        ``connection_made`` runs before this, and may have closed the pipe already.
+        """
+        if not self._closed:
+            self._reactor.add_reader(self._fd, self._peer_closed)
 
     # ------------------------------------------------------------------- writing
 

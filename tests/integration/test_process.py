@@ -233,6 +233,25 @@ def test_the_child_sees_end_of_file_when_stdin_is_closed(one: Spawner) -> None:
     assert t.get_pipe_transport(0).can_write_eof()
 
 
+def test_connection_made_may_write_close_and_pause_before_the_pipes_are_watched(
+    spawner: Spawner,
+) -> None:
+    class Eager(Recorder):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            transport.get_pipe_transport(0).write(b"early")
+            transport.get_pipe_transport(0).close()
+            transport.get_pipe_transport(2).pause_reading()
+
+    code = "import sys; sys.stdout.write(sys.stdin.read().upper()); sys.stderr.write('e')"
+    t, p = spawner.spawn(code, Eager())
+    spawner.run_until(lambda: t.get_returncode() is not None and 1 in p.lost, "stdout")
+    assert p.data == {1: b"EARLY"} and not p.exited  # stderr is paused, still open
+    t.get_pipe_transport(2).resume_reading()
+    spawner.wait_exited(p)
+    assert p.data == {1: b"EARLY", 2: b"e"}
+
+
 # ------------------------------------------------------------ flow control
 
 
