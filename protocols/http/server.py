@@ -1,0 +1,858 @@
+"""plait.protocols.http.server: the HTTP/1.1 server adapter (``Site``, ``HTTPServerProtocol``).
+
+Theory of operation. ``Site`` is the protocol factory and holds what connections
+share: the application, timeouts, limits, the set of open connections (for
+``drain``). Each connection is an ``HTTPServerProtocol`` that owns one sans-IO
+``Connection`` (the core) and runs one request at a time through the application.
+
+Two paths, one behaviour:
+
+- The *fast path* takes a read that is exactly one complete request head with no
+  body (the keep-alive GET of every benchmark and most traffic) while nothing else
+  is buffered. The head is parsed by the core's own ``parse_request_head`` (same
+  validation, same limits), the application is called, and when it returns a plain
+  ``Response`` the whole answer (status line, ``Server``/``Date``, the cached header
+  block, ``Content-Length``, body) goes out in one ``transport.write``. The core's
+  state machine is not touched: it stays between cycles, exactly where the next
+  request needs it.
+- Anything else goes through the core: pipelined requests, bodies, chunked,
+  ``Expect: 100-continue``, errors, Deferreds and coroutines, streaming. When the
+  fast path finds the application answered with something else than a plain
+  ``Response``, it replays the head into the core first, so the core frames that
+  answer.
+
+Timeouts are one lazy timer per connection: a deadline (header, body or idle) is
+a float set on each transition, and the single ``DelayedCall`` only moves when it
+fires early or a new deadline is earlier, so the per-request cost is one
+``clock.seconds()``. Header: from the connection (or the first byte of a request)
+to the end of its head; a slowloris client is cut off with 408 however it dribbles.
+Body: from the end of the head to the end of the body. Idle: between requests on a
+kept-alive connection. The application itself has no deadline.
+
+``Expect: 100-continue``: the ``100 Continue`` goes out when the handler first
+reads the body (``body()``/``stream()``); a handler that answers without reading it
+gets ``Connection: close`` on its response, since the client may never send it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+from zope.interface import implementer
+
+from plait.cluster.defer import CancelledError, Deferred, maybe_deferred, succeed
+from plait.cluster.failure import Failure
+from plait.cluster.interfaces import IProtocol
+
+from ._access_log import access_enabled, access_logger, log_access
+from ._connection import Connection
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import NEED_DATA, ConnectionClosed, Data, EndOfMessage, InformationalResponse
+from ._events import Request as CoreRequest
+from ._events import Response as CoreResponse
+from ._headers import Headers
+from ._readers import Limits, parse_request_head
+from ._request import BodyError, Request
+from ._resource import Resource, resource_app
+from ._response import Response, StreamingResponse, coerce_result
+from ._state import SERVER, State
+from .streams import BodyConsumer, RequestBody
+
+__all__ = ["App", "HTTPServerProtocol", "Site"]
+
+App = Callable[[Request], Any]
+"""An application: ``app(request)`` returns a response, bytes/str, or a Deferred or
+coroutine of one."""
+
+_log = logging.getLogger("plait.http")
+_access_on = access_logger.isEnabledFor
+_INFO = logging.INFO
+
+_REASONS = {int(s): s.phrase.encode("ascii") for s in HTTPStatus}
+_STATUS_LINES: dict[int, bytes] = {}
+_NO_BODY = (204, 304)
+_HEADER, _BODY, _IDLE = "header", "body", "idle"
+
+
+class _ConnectionGone(ConnectionError):
+    """The client went away while a streaming body was being sent."""
+
+
+def _status_line(status: int, reason: str) -> bytes:
+    if reason:
+        return b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1"))
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
+    return line
+
+
+class _DateLine:
+    """``Server`` and ``Date`` header lines, the date refreshed once a second."""
+
+    __slots__ = ("_line", "_second", "server")
+
+    def __init__(self, server: bytes) -> None:
+        self.server = server
+        self._second = -1
+        self._line = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            date = formatdate(now, usegmt=True).encode("ascii")
+            self._line = b"Server: %s\r\nDate: %s\r\n" % (self.server, date)
+        return self._line
+
+    def date(self) -> bytes:
+        self.get()
+        return self._line.split(b"Date: ", 1)[1][:-2]
+
+
+def _reactor_of(transport: Any) -> Any:
+    # The native stream transports keep the reactor that drives them; a site made
+    # without one serves on that reactor (``plait run`` and the benchmarks make a
+    # ``Reactor()`` that is not the process's ``get_reactor()``).
+    return getattr(transport, "_reactor", None)
+
+
+def _as_app(app: object) -> App:
+    if isinstance(app, Resource):
+        return resource_app(app)
+    if not callable(app):
+        raise TypeError(f"Site needs a Router, a Resource or a callable, not {app!r}")
+    return app
+
+
+class Site:
+    """An HTTP/1.1 server: a protocol factory for ``listen_tcp`` and endpoints.
+
+    Args:
+        app: A ``Router``, a ``Resource`` tree, or ``app(request)`` returning a
+            ``Response``, ``StreamingResponse``, ``bytes``/``str``, or a Deferred or
+            coroutine of one of those.
+        reactor: The reactor (threads for ``WSGIApp``, timers); by default the one
+            driving each connection's transport, else the process's reactor.
+        clock: What schedules timeouts (a ``Clock`` in tests); default: the reactor.
+        header_timeout: Seconds to receive a request head.
+        body_timeout: Seconds to receive a request body once its head arrived.
+        idle_timeout: Seconds a kept-alive connection may wait for its next request.
+        limits: Size limits on requests (``Limits()``: 8 KiB request line, 64 KiB
+            of headers, 1 MiB body).
+        server_name: The ``Server`` header's value.
+
+    Example:
+        >>> site = Site(lambda request: "hello")
+        >>> protocol = site()  # a zero-argument protocol factory
+    """
+
+    def __init__(
+        self,
+        app: object,
+        *,
+        reactor: Any = None,
+        clock: Any = None,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        idle_timeout: float = 60.0,
+        limits: Limits | None = None,
+        server_name: str = "plait",
+    ) -> None:
+        self.app = _as_app(app)
+        self.reactor = reactor
+        self.clock = clock
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.idle_timeout = idle_timeout
+        self.limits = limits if limits is not None else Limits()
+        self._dates = _DateLine(server_name.encode("latin-1"))
+        # A read no longer than both limits cannot break either: fast-path candidates.
+        self._fast_max = min(self.limits.max_request_line, self.limits.max_header_bytes)
+        self.connections: set[HTTPServerProtocol] = set()
+        self.draining = False
+        self._drained: list[Deferred[None]] = []
+        self.requests = 0
+        """Requests answered so far."""
+
+    def __call__(self) -> HTTPServerProtocol:
+        return HTTPServerProtocol(self)
+
+    def build_protocol(self, addr: object) -> HTTPServerProtocol:
+        """Twisted's factory method: a new protocol (``addr`` is ignored)."""
+        return HTTPServerProtocol(self)
+
+    def drain(self) -> Deferred[None]:
+        """Stop taking requests; fire when the requests in flight have been answered.
+
+        Idle keep-alive connections (and ones still receiving a head) close now;
+        a connection with a request in flight answers it with ``Connection: close``
+        and then closes; a connection made from now on is closed at once.
+
+        Returns:
+            A Deferred that fires with None once every connection has closed.
+        """
+        self.draining = True
+        for protocol in list(self.connections):
+            protocol.drain()
+        d: Deferred[None] = Deferred()
+        if self.connections:
+            self._drained.append(d)
+        else:
+            d.callback(None)
+        return d
+
+    def _forget(self, protocol: HTTPServerProtocol) -> None:
+        self.connections.discard(protocol)
+        if not self.connections and self._drained:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
+
+
+@implementer(IProtocol)
+class HTTPServerProtocol:
+    """One HTTP/1.1 server connection (made by ``Site``; see the module docstring).
+
+    Args:
+        site: The site whose application and settings this connection uses.
+    """
+
+    def __init__(self, site: Site) -> None:
+        self._site = site
+        self._app = site.app
+        self._limits = site.limits
+        self._dates = site._dates
+        self._conn = Connection(SERVER, site.limits)
+        self.transport: Any = None
+        self._clock: Any = None
+        self._reactor: Any = None
+        self._peer: Any = None
+        self._sock: Any = None
+        self._fast_ok = False  # the core is between cycles with nothing buffered
+        self._last_head = b""
+        self._last_parsed: tuple[bytes, bytes, bytes, Headers, bool] = (
+            b"", b"", b"", Headers(), False
+        )
+        self._closing = False
+        self._lost = False
+        self._request: Request | None = None  # the request being answered
+        self._unstarted: Request | None = None  # received, the app not called yet
+        self._discarding = False  # answered; the rest of the request body is dropped
+        self._body: RequestBody | None = None  # the body being received (None: discard)
+        self._head_sent = False
+        self._must_close = False
+        self._app_d: Deferred[Any] | None = None
+        self._stream_d: Deferred[Any] | None = None
+        self._producer: Any = None
+        self._paused = False  # the transport asked us to stop writing
+        self._writable_d: Deferred[None] | None = None
+        self._reading_paused = False
+        self._advancing = False
+        self._again = False
+        self._status = 0
+        self._sent = 0
+        self._deadline = 0.0
+        self._deadline_kind: str | None = None
+        self._timer: Any = None
+
+    # -- IProtocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        site = self._site
+        self.transport = transport
+        reactor = site.reactor or _reactor_of(transport)
+        if reactor is None:
+            from plait.cluster.reactor import get_reactor
+
+            reactor = get_reactor()
+        self._reactor = reactor
+        self._clock = site.clock or reactor
+        self._peer = transport.get_extra_info("peername")
+        self._sock = transport.get_extra_info("sockname")
+        site.connections.add(self)
+        if site.draining:
+            self._close()
+            return
+        self._fast_ok = True
+        self._set_deadline(_HEADER, site.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._fast_ok:
+            n = len(data)
+            if (
+                n <= self._site._fast_max
+                and data.endswith(b"\r\n\r\n")
+                and data.find(b"\r\n\r\n") == n - 4
+                and self._fast(data)
+            ):
+                return
+            self._fast_ok = False
+        if self._closing:
+            return
+        if self._deadline_kind is _IDLE:
+            self._set_deadline(_HEADER, self._site.header_timeout)
+        self._conn.receive_data(data)
+        self._advance()
+
+    def eof_received(self) -> bool:
+        # Keep our side open: a client may half-close after sending its request and
+        # still read the response.
+        if not self._closing:
+            self._fast_ok = False
+            self._conn.receive_data(b"")
+            self._advance()
+        return True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._lost = self._closing = True
+        self._fast_ok = False
+        self._deadline_kind = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._body is not None:
+            self._body.fail(BodyError("the client closed the connection"))
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            try:
+                producer.stop_producing()
+            except Exception:
+                _log.exception("stop_producing of a response body producer failed")
+        for d in (self._app_d, self._stream_d):
+            if d is not None:
+                d.cancel()
+        self._fire_writable(_ConnectionGone("the client went away"))
+        self._site._forget(self)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._producer is not None:
+            self._producer.pause_producing()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._producer is not None:
+            self._producer.resume_producing()
+        self._fire_writable(None)
+
+    def drain(self) -> None:
+        """Close now if idle; otherwise close after answering the request in flight."""
+        if self._request is None and not self._closing:
+            self._close()
+        else:
+            self._must_close = True
+
+    # -- the fast path -----------------------------------------------------------------
+
+    def _fast(self, data: bytes) -> bool:
+        """Serve one bodiless request head; False leaves ``data`` to the core."""
+        if data == self._last_head:
+            # A keep-alive client repeating its previous head byte for byte (polling,
+            # health checks, load generators): the parse is a pure function of
+            # these bytes, so its result is reused; only the mutable Headers is copied.
+            method, target, version, pristine, keep = self._last_parsed
+        else:
+            try:
+                event, framing = parse_request_head(data[:-4], self._limits)
+            except RemoteProtocolError:
+                return False  # the core raises it again and answers
+            version = event.http_version
+            if (
+                framing.content_length
+                or framing.transfer_codings is not None
+                or framing.upgrade
+                or framing.expect_continue
+                or (framing.host_count != 1 and version != b"1.0")
+                or event.method == b"CONNECT"
+            ):
+                return False
+            keep = not framing.close and (version == b"1.1" or framing.keep_alive)
+            method, target, pristine = event.method, event.target, event.headers
+            self._last_head = data
+            self._last_parsed = (method, target, version, pristine, keep)
+        request = Request(
+            method,
+            target,
+            pristine.copy(),
+            version,
+            client=self._peer,
+            server=self._sock,
+            reactor=self._reactor,
+        )
+        self._fast_ok = False
+        self._deadline_kind = None
+        self._request = request
+        try:
+            result = self._app(request)
+            if type(result) is Response:
+                fields = result.head_fields()
+                status = result.status
+                if fields is not None and status >= 200 and status not in _NO_BODY:
+                    self._fast_write(result, fields, keep and not self._must_close)
+                    return True
+        except Exception:
+            self._log_app_error(Failure())
+            result = _internal_error()
+        # Something the core must frame: hand it the head, then answer through it.
+        conn = self._conn
+        conn.receive_data(data)
+        conn.next_event()  # the Request
+        conn.next_event()  # its EndOfMessage
+        self._handle(result)
+        return True
+
+    def _fast_write(self, response: Response, fields: bytes, keep: bool) -> None:
+        request = self._request
+        assert request is not None
+        body = response.body
+        size = len(body)
+        if keep:
+            conn_line = b"" if request.http_version == b"1.1" else b"Connection: keep-alive\r\n"
+        else:
+            conn_line = b"Connection: close\r\n"
+        head = b"%s%s%sContent-Length: %d\r\n%s\r\n" % (
+            _status_line(response.status, response.reason),
+            self._dates.get(),
+            fields,
+            size,
+            conn_line,
+        )
+        if request.raw_method == b"HEAD":
+            self.transport.write(head)
+            size = 0
+        else:
+            self.transport.write(head + body)
+        self._site.requests += 1
+        if _access_on(_INFO):
+            log_access(request, response.status, size, self._dates.date())
+        self._request = None
+        if keep:
+            self._fast_ok = True
+            self._set_deadline(_IDLE, self._site.idle_timeout)
+        else:
+            self._close()
+
+    # -- the core path -------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Process the core's events until it needs data or waits for a response."""
+        if self._advancing:
+            self._again = True
+            return
+        self._advancing = True
+        try:
+            self._again = True
+            while self._again and not self._closing:
+                self._again = False
+                self._events()
+        finally:
+            self._advancing = False
+
+    def _events(self) -> None:
+        conn = self._conn
+        while not self._closing:
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError as exc:
+                self._peer_error(exc)
+                return
+            kind = type(event)
+            if kind is Data:
+                body = self._body
+                if body is not None and body.feed(event.data):  # type: ignore[union-attr]
+                    self._pause_reading()
+            elif kind is EndOfMessage:
+                self._end_of_body()
+            elif kind is CoreRequest:
+                self._start(event)  # type: ignore[arg-type]
+            else:
+                # The application runs once the body is complete or more must be
+                # awaited, so a request whose body came along sees it complete.
+                if self._unstarted is not None:
+                    self._call_app()
+                if kind is ConnectionClosed:
+                    self._peer_closed()
+                elif event is not NEED_DATA and self._request is not None:
+                    self._pause_reading()  # PAUSED: a pipelined request waits its turn
+                return
+
+    def _start(self, event: CoreRequest) -> None:
+        body = RequestBody(self._body_read, self._resume_reading)
+        self._body = body
+        self._set_deadline(_BODY, self._site.body_timeout)
+        self._head_sent = False
+        self._request = self._unstarted = Request(
+            event.method,
+            event.target,
+            event.headers,
+            event.http_version,
+            client=self._peer,
+            server=self._sock,
+            reactor=self._reactor,
+            body=body,
+        )
+
+    def _call_app(self) -> None:
+        request, self._unstarted = self._unstarted, None
+        assert request is not None
+        try:
+            result = self._app(request)
+        except Exception:
+            self._log_app_error(Failure())
+            result = _internal_error()
+        self._handle(result)
+
+    def _end_of_body(self) -> None:
+        body = self._body
+        self._body = None
+        if body is not None:
+            body.finish()
+        if self._deadline_kind is _BODY:
+            self._deadline_kind = None
+        if self._unstarted is not None:
+            self._call_app()
+        elif self._discarding:  # answered before the body ended: now it has
+            self._discarding = False
+            self._next_cycle()
+
+    def _handle(self, result: Any) -> None:
+        kind = type(result)
+        if kind is Response or kind is StreamingResponse:
+            self._send(result)
+        elif isinstance(result, Deferred | Coroutine):
+            d = result if isinstance(result, Deferred) else Deferred.from_coroutine(result)
+            self._app_d = d
+            d.add_callbacks(self._app_done, self._app_failed)
+        else:
+            self._app_done(result)
+
+    def _app_done(self, result: Any) -> None:
+        self._app_d = None
+        if self._closing:
+            return
+        try:
+            response = coerce_result(result)
+        except TypeError:
+            self._log_app_error(Failure())
+            response = _internal_error()
+        self._send(response)
+
+    def _app_failed(self, failure: Failure) -> None:
+        self._app_d = None
+        if self._closing:
+            if not failure.check(CancelledError, BodyError):
+                _log.warning(
+                    "the application failed after the client left: %s",
+                    failure.get_error_message(),
+                )
+            return
+        exc = failure.value
+        if isinstance(exc, BodyError):
+            self._send_error(exc.status)  # the app did not catch a broken body
+            return
+        self._log_app_error(failure)
+        self._send(_internal_error())
+
+    def _log_app_error(self, failure: Failure) -> None:
+        request = self._request
+        _log.error(
+            "the application failed on %r:\n%s", request, failure.get_traceback()
+        )
+
+    def _headers(self, pairs: list[tuple[bytes, bytes]], length: int | None) -> Headers:
+        headers = Headers(pairs)
+        headers.add(b"Server", self._dates.server)
+        headers.add(b"Date", self._dates.date())
+        if length is not None and b"content-length" not in headers:
+            headers.add(b"Content-Length", b"%d" % length)
+        if (
+            self._must_close
+            or self._site.draining
+            or self._conn.they_are_waiting_for_100_continue
+        ):
+            headers.set(b"Connection", b"close")
+        return headers
+
+    def _send(self, response: Response | StreamingResponse) -> None:
+        if self._closing:
+            return
+        conn = self._conn
+        status = response.status
+        streaming = type(response) is StreamingResponse
+        length = None
+        if not streaming and status not in _NO_BODY:
+            assert isinstance(response, Response)
+            length = len(response.body)
+        head = CoreResponse(
+            status_code=status,
+            headers=self._headers(response.headers, length),
+            reason=response.reason.encode("latin-1"),
+        )
+        try:
+            data = conn.send(head)
+            if not streaming:
+                assert isinstance(response, Response)
+                if response.body:
+                    data += conn.send(Data(data=response.body))
+                data += conn.send(EndOfMessage())
+        except LocalProtocolError as exc:
+            _log.error("the application's response %r cannot be sent: %s", response, exc)
+            self._write_canned(500)
+            return
+        self._head_sent = True
+        self._status = status
+        self.transport.write(data)
+        if streaming:
+            assert isinstance(response, StreamingResponse)
+            self._sent = 0
+            self._stream(response.chunks)
+        else:
+            assert isinstance(response, Response)
+            self._sent = len(response.body)
+            self._response_done()
+
+    def _response_done(self) -> None:
+        request = self._request
+        self._request = None
+        self._site.requests += 1
+        if request is not None and access_enabled():
+            if request.raw_method == b"HEAD":
+                self._sent = 0
+            log_access(request, self._status, self._sent, self._dates.date())
+        if self._closing:
+            return
+        conn = self._conn
+        if conn.our_state is not State.DONE or self._must_close or self._site.draining:
+            self._close()
+        elif conn.their_state is State.DONE:
+            self._next_cycle()
+        else:
+            # The client is still sending a body nobody reads: discard it, and
+            # _end_of_body starts the next cycle.
+            self._discarding = True
+            self._body = None
+
+    def _next_cycle(self) -> None:
+        conn = self._conn
+        conn.start_next_cycle()
+        self._resume_reading()
+        pending, eof = conn.trailing_data
+        if pending or eof:
+            self._set_deadline(_HEADER, self._site.header_timeout)
+            self._advance()
+        else:
+            self._fast_ok = True
+            self._set_deadline(_IDLE, self._site.idle_timeout)
+
+    # -- streaming bodies -------------------------------------------------------------
+
+    def _stream(self, chunks: Any) -> None:
+        if hasattr(chunks, "start_producing"):
+            self._producer = chunks
+            d = maybe_deferred(chunks.start_producing, BodyConsumer(self.write_body))
+            if self._paused:
+                chunks.pause_producing()
+        else:
+            d = Deferred.from_coroutine(self._pump(chunks))
+        self._stream_d = d
+        d.add_callbacks(self._stream_done, self._stream_failed)
+
+    async def _pump(self, chunks: AsyncIterable[bytes | str] | Iterable[bytes | str]) -> None:
+        if isinstance(chunks, AsyncIterable):
+            iterator = aiter(chunks)
+            try:
+                async for chunk in iterator:
+                    self.write_body(chunk)
+                    if self._paused:
+                        await self._writable()
+            finally:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        else:
+            sync_iterator = iter(chunks)
+            try:
+                for chunk in sync_iterator:
+                    self.write_body(chunk)
+                    if self._paused:
+                        await self._writable()
+            finally:
+                close = getattr(sync_iterator, "close", None)
+                if close is not None:
+                    close()
+
+    def write_body(self, chunk: bytes | str) -> None:
+        """Send one piece of a streaming body (what a body producer's consumer does).
+
+        Raises:
+            TypeError: ``chunk`` is not bytes or str.
+        """
+        if self._lost or self._closing:
+            raise _ConnectionGone("the client went away")
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8")
+        elif not isinstance(chunk, bytes | bytearray | memoryview):
+            raise TypeError(f"a streaming body yielded {type(chunk).__name__}, not bytes")
+        data = self._conn.send(Data(data=bytes(chunk)))
+        if data:
+            self._sent += len(chunk)
+            self.transport.write(data)
+
+    def _writable(self) -> Deferred[None]:
+        if not self._paused:
+            return succeed(None)
+        if self._writable_d is None:
+            self._writable_d = Deferred()
+        return self._writable_d
+
+    def _fire_writable(self, exc: BaseException | None) -> None:
+        d, self._writable_d = self._writable_d, None
+        if d is not None:
+            if exc is None:
+                d.callback(None)
+            else:
+                d.errback(exc)
+
+    def _stream_done(self, _: object) -> None:
+        self._stream_d = None
+        self._producer = None
+        if self._closing:
+            return
+        try:
+            self.transport.write(self._conn.send(EndOfMessage()))
+        except LocalProtocolError as exc:
+            _log.error("a streaming response ended badly: %s", exc)
+            self._abort()
+            return
+        self._response_done()
+
+    def _stream_failed(self, failure: Failure) -> None:
+        self._stream_d = None
+        self._producer = None
+        if self._closing:
+            return
+        _log.error("a streaming response body failed:\n%s", failure.get_traceback())
+        self._abort()  # the head is out: all we can say is that the body is cut short
+
+    # -- errors, timeouts, closing ------------------------------------------------------
+
+    def _peer_error(self, exc: RemoteProtocolError) -> None:
+        _log.debug("bad request from %r: %s", self._peer, exc)
+        if self._unstarted is not None:  # the application has not seen it: answer
+            self._unstarted = self._body = None
+            self._send_error(exc.status_hint)
+            return
+        body = self._body
+        if self._request is not None and body is not None and not body.done:
+            # The body broke while the application is answering: tell it, and close
+            # once it has answered (or answer for it if it reads the body).
+            self._must_close = True
+            self._body = None
+            body.fail(BodyError(exc.msg, exc.status_hint))
+            return
+        if self._request is None:
+            self._send_error(exc.status_hint)
+        else:
+            self._must_close = True
+
+    def _peer_closed(self) -> None:
+        if self._request is None:
+            self._close()
+        else:
+            self._must_close = True
+
+    def _body_read(self) -> None:
+        conn = self._conn
+        if conn.they_are_waiting_for_100_continue and not self._head_sent and not self._closing:
+            self.transport.write(conn.send(InformationalResponse(status_code=100)))
+
+    def _send_error(self, status: int) -> None:
+        """Answer ``status`` with ``Connection: close`` (or abort mid-response)."""
+        if self._closing:
+            return
+        if self._head_sent and self._request is not None:
+            self._abort()
+            return
+        self._must_close = True
+        if self._request is None:
+            self._request = Request(b"-", b"-", client=self._peer)
+        reason = _REASONS.get(status, b"Error")
+        self._send(Response(status, reason + b"\n", [(b"Content-Type", b"text/plain")]))
+        if not self._closing:
+            self._close()
+
+    def _write_canned(self, status: int) -> None:
+        # The core refused (our side is in ERROR): write a minimal answer by hand.
+        reason = _REASONS.get(status, b"Error")
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s\n"
+            % (status, reason, self._dates.get(), len(reason) + 1, reason)
+        )
+        self._status, self._sent = status, len(reason) + 1
+        self._must_close = True
+        self._response_done()
+        self._close()
+
+    def _set_deadline(self, kind: str, seconds: float) -> None:
+        deadline = self._clock.seconds() + seconds
+        self._deadline_kind = kind
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None:
+            self._timer = self._clock.call_later(seconds, self._on_timer)
+        elif deadline < timer.get_time():
+            timer.reset(seconds)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        kind = self._deadline_kind
+        if kind is None or self._closing:
+            return
+        now = self._clock.seconds()
+        if now < self._deadline:
+            self._timer = self._clock.call_later(self._deadline - now, self._on_timer)
+            return
+        self._deadline_kind = None
+        _log.debug("%s timeout on the connection from %r", kind, self._peer)
+        if kind is _IDLE:
+            self._close()
+        elif kind is _HEADER:
+            if self._request is None:
+                self._send_error(408)
+        else:
+            body = self._body
+            self._body = None
+            if body is not None:
+                body.fail(BodyError("request body timeout", 408))
+            self._send_error(408)
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and not self._closing:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and not self._closing:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _close(self) -> None:
+        self._closing = True
+        self._fast_ok = False
+        self.transport.close()
+
+    def _abort(self) -> None:
+        self._closing = True
+        self._fast_ok = False
+        self.transport.abort()
+
+
+def _internal_error() -> Response:
+    return Response(500, b"Internal Server Error\n", [(b"Content-Type", b"text/plain")])
