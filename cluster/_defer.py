@@ -2,30 +2,14 @@
 
 Theory of operation
 -------------------
-A Deferred holds a flat list of callback entries. Each entry is a 4-tuple,
-``(callback, args, how, (errback, args, how))``: the callback half inline (the hot
-path unpacks it in the ``for`` statement itself), the errback half as a triple
-(``_PASS`` for ``add_callback``, shared). When the Deferred fires, entries run in
-order, each getting the current result, and whatever it returns (or raises, as a
-``Failure``) becomes the result for the next entry. A ``Failure`` result selects
-the errback half, anything else the callback half. ``how`` is ``None`` for the
-common ``f(result)`` (no argument unpacking on the hot path), the keyword dict
-for ``f(result, *args, **kwargs)``, or a sentinel: ``_SKIP`` for a half that does
-nothing, ``_WAITER``/``_CHAINED`` for hand-offs (below).
+A Deferred keeps a list of callback entries and a result. How entries are stored
+and run (and why long chains neither recurse nor slow down) is told in
+``_defer_run``, which holds the runner. The rules here, Twisted's except where noted:
 
-Rules (Twisted's, except where noted):
-
-- Callbacks added after firing run at once.
+- Callbacks added after firing run at once (``run_now``: without the list).
 - A callback that returns a Deferred pauses this one until that one fires; its
   result then continues down this chain. If it has already fired, its result is
   taken at once.
-- Waiting is recorded by appending a hand-off entry (``_WAITER``) to the inner
-  Deferred; ``chain_deferred`` appends one too (``_CHAINED``). When the runner
-  reaches such an entry, it hands the result over and switches to the other
-  Deferred on an explicit stack instead of calling into it, so that arbitrarily
-  long chains neither recurse nor do more than constant work per entry: entries
-  are consumed by a list iterator kept in ``_iter`` while paused (it also sees
-  entries appended meanwhile), never by ``list.pop(0)``.
 - ``cancel()`` on a Deferred that has not fired calls its canceller and then, if
   it still has not fired, errbacks it with ``CancelledError``; afterwards any
   ``callback()``/``errback()`` from the cancelled operation is ignored. A
@@ -37,14 +21,14 @@ Rules (Twisted's, except where noted):
   Deferreds (or every one, in debug mode) carry that object, so the common case
   pays nothing for it.
 
-The asyncio bridges, coroutines and ``inline_callbacks`` live in ``_defer_async``,
-the combinators in ``_defer_list`` and the locks and queues in ``_defer_sync``.
+The exceptions and the unhandled-error report live in ``_defer_errors``; the
+asyncio bridges, coroutines and ``inline_callbacks`` in ``_defer_async``; the
+combinators in ``_defer_list``; the locks and queues in ``_defer_sync``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import logging
 import os
 import traceback
@@ -61,8 +45,27 @@ from typing import (
     overload,
 )
 
+from plait.cluster._defer_errors import (
+    AlreadyCalledError,
+    CancelledError,
+    DeferredLoopError,
+    TimeoutError,
+    _DebugInfo,
+)
+from plait.cluster._defer_errors import (
+    _unhandled_error_observers as _unhandled_error_observers,  # the pytest plugin's hook
+)
+from plait.cluster._defer_run import (
+    _CHAINED,
+    _DEFERRED_TYPES,
+    _PASS,
+    _SKIP,
+    _Entry,
+    _passthru,
+)
+from plait.cluster._defer_run import run_callbacks as _run
+from plait.cluster._defer_run import run_now as _run_now
 from plait.cluster._failure import _SPECIAL_TYPES, Failure
-from plait.cluster._failure import NoCurrentExceptionError as NoCurrentExceptionError
 
 if TYPE_CHECKING:
     from plait.cluster.interfaces import IReactorTime
@@ -83,12 +86,6 @@ __all__ = [
 T = TypeVar("T")
 S = TypeVar("S")
 P = ParamSpec("P")
-
-logger = logging.getLogger("plait.defer")
-
-#: Called with the Failure of every Deferred garbage collected with an unhandled
-#: error, after it is logged. The pytest plugin appends to this list.
-_unhandled_error_observers: list[Callable[[Failure], None]] = []
 
 _debugging = os.environ.get("PLAIT_DEFER_DEBUG", "") not in ("", "0")
 
@@ -112,91 +109,7 @@ def get_debugging() -> bool:
 
 _AsyncioCancelledError = asyncio.CancelledError
 _get_running_loop = asyncio._get_running_loop
-
-
-class CancelledError(asyncio.CancelledError, Exception):
-    """The Deferred was cancelled.
-
-    It is an ``Exception`` (``except Exception`` catches it, as in Twisted) and also
-    an ``asyncio.CancelledError``, so that awaiting a cancelled Deferred inside an
-    asyncio Task cancels that Task.
-    """
-
-
-class TimeoutError(builtins.TimeoutError):
-    """``add_timeout`` cancelled the Deferred (also a builtin ``TimeoutError``)."""
-
-
-class AlreadyCalledError(Exception):
-    """``callback()`` or ``errback()`` on a Deferred that has fired already."""
-
-
-class DeferredLoopError(Exception):
-    """A callback returned the very Deferred it was attached to."""
-
-
-class _DebugInfo:
-    """Per-Deferred record: debug stacks, and the failure to log if it is dropped."""
-
-    __slots__ = ("creator", "failure", "invoker")
-
-    def __init__(self, creator: list[str] | None) -> None:
-        self.creator = creator
-        self.invoker: list[str] | None = None
-        self.failure: Failure | None = None
-
-    def describe(self) -> str:
-        parts = []
-        if self.creator:
-            parts.append("Deferred created at:\n" + "".join(self.creator))
-        if self.invoker:
-            parts.append("Deferred first fired at:\n" + "".join(self.invoker))
-        return "\n".join(parts)
-
-    def __del__(self) -> None:
-        failure = self.failure
-        if failure is not None:
-            self.failure = None
-            _report_unhandled(failure, self.describe())
-
-
-def _report_unhandled(failure: Failure, debug: str) -> None:
-    text = failure.get_traceback()
-    if debug:
-        text += debug
-    else:
-        text += "(set PLAIT_DEFER_DEBUG=1 to see where the Deferred was created and fired)"
-    logger.error(
-        "Unhandled error in Deferred:\n%s", text, extra={"plait_failure": failure}
-    )
-    for observer in list(_unhandled_error_observers):
-        try:
-            observer(failure)
-        except Exception:
-            logger.exception("unhandled-error observer %r raised", observer)
-
-
-def _passthru(result: object) -> object:
-    return result
-
-
-def _const(_result: object, value: object) -> object:
-    return value
-
-
-# The third item of an entry's triple says how to call its function: ``None``
-# means ``f(result)``, a dict means ``f(result, *args, **kwargs)``, and the
-# sentinels below mean no call at all.
-_SKIP: Any = ("skip",)  # pass the result through unchanged
-_WAITER: Any = ("waiter",)  # hand the result to ``args``, which waits on us
-_CHAINED: Any = ("chained",)  # fire ``args`` with the result (chain_deferred)
-_PASS = (_passthru, (), _SKIP)  # the errback half of an add_callback entry
-
-_Entry = tuple[Any, Any, Any, tuple[Any, Any, Any]]
-
-#: Deferred and every subclass of it. ``type(x) in _DEFERRED_TYPES`` is exact
-#: (subclasses register themselves) and cheaper than ``isinstance`` on a miss.
-_DEFERRED_TYPES: set[type] = set()
+logger = logging.getLogger("plait.defer")
 
 
 def _not_callable(what: str, obj: object) -> TypeError:
@@ -284,7 +197,7 @@ class Deferred(Generic[T]):
             cb_args, cb_how = (), None
         self._callbacks.append((callback, cb_args, cb_how, (errback, eb_args, eb_how)))
         if self.called:
-            self._run_callbacks()
+            _run(self)
         return self
 
     @overload
@@ -322,7 +235,7 @@ class Deferred(Generic[T]):
         if self.called and not self._paused and not self._running:
             # Fired and idle: run it now, without the list and the runner.
             if type(self._result) not in _SPECIAL_TYPES:
-                self._run_now(callback, args, kwargs if args or kwargs else None)
+                _run_now(self, callback, args, kwargs if args or kwargs else None)
             return self  # (a failure passes a callback by)
         self._callbacks.append((callback, args, kwargs if args or kwargs else None, _PASS))
         return self
@@ -343,7 +256,7 @@ class Deferred(Generic[T]):
             raise _not_callable("errback", errback)
         if self.called and not self._paused and not self._running:
             if type(self._result) in _SPECIAL_TYPES:
-                self._run_now(errback, args, kwargs if args or kwargs else None)
+                _run_now(self, errback, args, kwargs if args or kwargs else None)
             return self
         self._callbacks.append(
             (_passthru, (), _SKIP, (errback, args, kwargs if args or kwargs else None))
@@ -362,35 +275,10 @@ class Deferred(Generic[T]):
             raise _not_callable("callback", callback)
         how = kwargs if args or kwargs else None
         if self.called and not self._paused and not self._running:
-            self._run_now(callback, args, how)
+            _run_now(self, callback, args, how)
             return self
         self._callbacks.append((callback, args, how, (callback, args, how)))
         return self
-
-    def _run_now(self, f: Callable[..., Any], args: tuple[Any, ...], how: Any) -> None:
-        """Run one new entry at once on a fired, idle Deferred (nothing is queued)."""
-        self._running = True
-        try:
-            result = f(self._result) if how is None else f(self._result, *args, **how)
-        except (Exception, _AsyncioCancelledError) as e:
-            result = Failure(e)
-        self._running = False
-        if type(result) in _SPECIAL_TYPES:
-            if type(result) in _DEFERRED_TYPES:
-                # Rare: let the runner chain it, through an entry that returns it
-                # (ahead of anything ``f`` added to this Deferred meanwhile).
-                entry: _Entry = (_const, (result,), {}, (_const, (result,), {}))
-                self._callbacks.insert(0, entry)
-                self._run_callbacks()
-                return
-            self._result = result
-            self._arm(result)
-        else:
-            self._result = result
-            if self._info is not None:
-                self._info.failure = None
-        if self._callbacks:  # ``f`` added callbacks to this Deferred
-            self._run_callbacks()
 
     def chain_deferred(self, d: Deferred[Any]) -> Deferred[None]:
         """Fire ``d`` with this Deferred's result when it arrives.
@@ -408,7 +296,7 @@ class Deferred(Generic[T]):
             raise TypeError(f"chain_deferred() takes a Deferred, not {type(d).__name__}")
         self._callbacks.append((_passthru, d, _CHAINED, (_passthru, d, _CHAINED)))
         if self.called:
-            self._run_callbacks()
+            _run(self)
         return cast("Deferred[None]", self)
 
     # ------------------------------------------------------------------ firing
@@ -430,7 +318,7 @@ class Deferred(Generic[T]):
         self.called = True
         self._result = result
         if self._callbacks:
-            self._run_callbacks()  # (which refuses a Deferred result)
+            _run(self)  # (which refuses a Deferred result)
         elif type(result) in _SPECIAL_TYPES:
             if type(result) in _DEFERRED_TYPES:
                 self._refuse_deferred_result()
@@ -472,7 +360,7 @@ class Deferred(Generic[T]):
         self.called = True
         self._result = failure
         if self._callbacks:
-            self._run_callbacks()
+            _run(self)
         else:
             self._arm(failure)
 
@@ -516,7 +404,7 @@ class Deferred(Generic[T]):
             raise RuntimeError(f"{self!r} is not paused")
         self._paused -= 1
         if not self._paused and self.called:
-            self._run_callbacks()
+            _run(self)
 
     def cancel(self) -> None:
         """Cancel the operation this Deferred waits for.
@@ -587,129 +475,6 @@ class Deferred(Generic[T]):
         self.add_both(convert)
         self.add_both(stop_timer)
         return self
-
-    # ------------------------------------------------------------------ runner
-
-    def _run_callbacks(self) -> None:
-        """Run pending entries of this Deferred and of those it hands results to."""
-        if self._running or self._paused:
-            return
-        current: Deferred[Any] = self
-        stack: list[Deferred[Any]] | None = None
-        special = _SPECIAL_TYPES
-        while True:
-            it = current._iter
-            if it is None:
-                it = iter(current._callbacks)
-            result = current._result
-            current._running = True
-            failed = type(result) in special
-            if failed and type(result) in _DEFERRED_TYPES:
-                current._refuse_deferred_result()  # only callback() can get here so
-            for f, args, kwargs, errback_half in it:
-                if failed:
-                    f, args, kwargs = errback_half
-                if kwargs is None:
-                    try:
-                        result = f(result)
-                    except (Exception, _AsyncioCancelledError) as e:
-                        result = Failure(e)
-                        failed = True
-                        continue
-                elif kwargs is _SKIP:
-                    continue
-                elif type(kwargs) is dict:
-                    try:
-                        result = f(result, *args, **kwargs)
-                    except (Exception, _AsyncioCancelledError) as e:
-                        result = Failure(e)
-                        failed = True
-                        continue
-                else:
-                    # Hand the result to ``args``: the Deferred waiting on this one
-                    # (_WAITER) or chained to it (_CHAINED); run that one next.
-                    other: Deferred[Any] = args
-                    if kwargs is _WAITER:
-                        other._paused -= 1
-                    elif other.called:
-                        if not other._suppress:
-                            result = Failure(other._already_called())
-                            failed = True
-                        continue
-                    else:
-                        other.called = True
-                        if other._info is not None:
-                            other._info.invoker = traceback.format_stack()
-                    other._result = result
-                    result = None
-                    failed = False
-                    if other._paused or other._running:
-                        continue
-                    current._iter = it
-                    current._result = None
-                    if stack is None:
-                        stack = [current, other]
-                    else:
-                        stack.append(current)
-                        stack.append(other)
-                    break
-                if type(result) in special:
-                    if type(result) in _DEFERRED_TYPES:
-                        inner: Deferred[Any] = result
-                        if inner is current:
-                            result = Failure(
-                                DeferredLoopError(
-                                    f"callback {f!r} returned the Deferred it was added to"
-                                )
-                            )
-                            failed = True
-                            continue
-                        if inner.called and not inner._paused and not inner._running:
-                            result = inner._result  # take it over
-                            inner._result = None
-                            if inner._info is not None:
-                                inner._info.failure = None
-                            failed = type(result) in special
-                        else:
-                            # Wait for ``inner``: it hands its result back to us.
-                            current._paused += 1
-                            current._iter = it
-                            current._result = inner
-                            current._running = False
-                            inner._callbacks.append(
-                                (_passthru, current, _WAITER, (_passthru, current, _WAITER))
-                            )
-                            break
-                    else:
-                        failed = True
-                else:
-                    failed = False
-                if current._paused:  # a callback called pause()
-                    current._iter = it
-                    current._result = result
-                    current._running = False
-                    break
-            else:
-                # Every entry has run.
-                current._callbacks.clear()
-                current._iter = None
-                current._result = result
-                current._running = False
-                info = current._info
-                if failed:
-                    if info is None:
-                        info = current._info = _DebugInfo(None)
-                    info.failure = result
-                elif info is not None:
-                    info.failure = None
-            if not stack:
-                return
-            current = stack.pop()
-            while current._paused:  # paused by a callback while it was suspended
-                current._running = False
-                if not stack:
-                    return
-                current = stack.pop()
 
     # ------------------------------------------------------------- awaiting
 

@@ -33,7 +33,8 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, ParamSpec, TypeVar, cast
 
-from plait.cluster._defer import _DEFERRED_TYPES, CancelledError, Deferred
+from plait.cluster._defer import CancelledError, Deferred
+from plait.cluster._defer_run import _DEFERRED_TYPES
 from plait.cluster._failure import _SPECIAL_TYPES, Failure
 
 __all__ = [
