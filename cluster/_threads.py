@@ -34,10 +34,10 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-if TYPE_CHECKING:
-    from plait.cluster.defer import Deferred
+from plait.cluster.defer import Deferred, ensure_deferred
+from plait.cluster.failure import Failure
 
 __all__ = [
     "ThreadPool",
@@ -389,33 +389,41 @@ def defer_to_thread_pool(
         ``Failure`` of the exception ``f`` raised (with the worker's traceback), with
         ``RuntimeError`` if the pool is stopped, or with ``CancelledError``.
     """
-    from plait.cluster.defer import Deferred
-    from plait.cluster.failure import Failure
+    delivery: _Delivery[T] = _Delivery(reactor, pool)
+    try:
+        delivery.work = pool._submit(_Work(delivery.on_result, f, args, kwargs))
+    except RuntimeError as exc:
+        delivery.deferred.errback(Failure(exc))
+    return delivery.deferred
 
-    work: _Work | None = None
 
-    def cancel(d: Deferred[T]) -> None:
-        if work is not None:
-            pool._withdraw(work)
+class _Delivery(Generic[T]):
+    """Carries one pool result back into the loop thread, into one Deferred."""
 
-    d: Deferred[T] = Deferred(cancel)
+    __slots__ = ("deferred", "pool", "reactor", "work")
 
-    def deliver(success: bool, result: Any) -> None:
+    def __init__(self, reactor: Any, pool: ThreadPool) -> None:
+        self.reactor = reactor
+        self.pool = pool
+        self.work: _Work | None = None
+        self.deferred: Deferred[T] = Deferred(self.cancel)
+
+    def cancel(self, d: Deferred[T]) -> None:
+        if self.work is not None:
+            self.pool._withdraw(self.work)
+
+    def on_result(self, success: bool, result: Any) -> None:  # in the worker thread
+        self.reactor.call_from_thread(self.deliver, success, result)
+
+    def deliver(self, success: bool, result: Any) -> None:  # in the loop thread
+        self.work = None
+        d = self.deferred
         if d.called:  # cancelled meanwhile: nobody wants the result
             return
         if success:
             d.callback(result)
         else:
             d.errback(Failure(result))
-
-    def on_result(success: bool, result: Any) -> None:
-        reactor.call_from_thread(deliver, success, result)
-
-    try:
-        work = pool._submit(_Work(on_result, f, args, kwargs))
-    except RuntimeError as exc:
-        d.errback(Failure(exc))
-    return d
 
 
 def defer_to_thread(f: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
@@ -455,8 +463,6 @@ def blocking_call_from_thread(
     """
     if _in_loop_thread(reactor):
         raise RuntimeError("blocking_call_from_thread called from the reactor's own thread")
-    from plait.cluster.defer import ensure_deferred
-    from plait.cluster.failure import Failure
 
     done = threading.Event()
     outcome: list[Any] = []
