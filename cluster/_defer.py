@@ -395,8 +395,21 @@ class Deferred(Generic[T]):
     # ------------------------------------------------------------ pause / cancel
 
     def pause(self) -> None:
-        """Stop running callbacks until ``unpause()`` (calls nest)."""
+        """Stop running callbacks until ``unpause()`` (calls nest).
+
+        Called from a callback of this Deferred, it stops the chain before the
+        next callback.
+        """
         self._paused += 1
+        it = self._iter
+        if self._running and it is not None:
+            # The runner is going through the entries (see _defer_run): move the
+            # ones not run yet to a new list, which ends its loop there.
+            entries = self._callbacks
+            start = len(entries) - it.__length_hint__()  # type: ignore[attr-defined]
+            self._callbacks = entries[start:]
+            del entries[start:]
+            self._iter = None
 
     def unpause(self) -> None:
         """Undo one ``pause()``; the chain resumes when none are left."""

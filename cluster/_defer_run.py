@@ -21,9 +21,14 @@ Rules:
   hand-off, it gives the result to the other Deferred and switches to it on an
   explicit stack instead of calling into it, so that arbitrarily long chains
   neither recurse nor do more than constant work per link.
-- Entries are consumed by a list iterator, kept in ``_iter`` while the Deferred is
-  paused half way (a list iterator also sees entries appended meanwhile), never
-  by ``list.pop(0)``; the list is cleared once every entry has run.
+- Entries are consumed by a list iterator, kept in ``_iter`` while the Deferred
+  runs or is paused half way (a list iterator also sees entries appended
+  meanwhile), never by ``list.pop(0)``; the list is cleared once every entry has
+  run.
+- The loop does not test for ``pause()`` after each callback: ``pause()`` on a
+  running Deferred moves the entries not run yet to a new list (the iterator tells
+  how many are left), which ends the loop, and the end of the loop notices that
+  ``_iter`` is no longer its iterator.
 - ``_running`` is set on every Deferred whose entries are being run, including
   those suspended on the stack, so that re-entrant calls append instead of
   running out of order.
@@ -87,7 +92,7 @@ def run_callbacks(self: Deferred[Any]) -> None:
     while True:
         it = current._iter
         if it is None:
-            it = iter(current._callbacks)
+            it = current._iter = iter(current._callbacks)
         result = current._result
         current._running = True
         failed = type(result) in special
@@ -171,24 +176,27 @@ def run_callbacks(self: Deferred[Any]) -> None:
                     failed = True
             else:
                 failed = False
-            if current._paused:  # a callback called pause()
-                current._iter = it
+        else:
+            if current._iter is not it:
+                # A callback called pause(), which moved the entries not run yet
+                # to a new list and so ended this loop.
                 current._result = result
                 current._running = False
-                break
-        else:
-            # Every entry has run.
-            current._callbacks.clear()
-            current._iter = None
-            current._result = result
-            current._running = False
-            info = current._info
-            if failed:
-                if info is None:
-                    info = current._info = _DebugInfo(None)
-                info.failure = result
-            elif info is not None:
-                info.failure = None
+                if not current._paused:
+                    continue  # unpaused meanwhile: go on with the new list
+            else:
+                # Every entry has run.
+                current._callbacks.clear()
+                current._iter = None
+                current._result = result
+                current._running = False
+                info = current._info
+                if failed:
+                    if info is None:
+                        info = current._info = _DebugInfo(None)
+                    info.failure = result
+                elif info is not None:
+                    info.failure = None
         if not stack:
             return
         current = stack.pop()

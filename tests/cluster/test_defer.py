@@ -363,3 +363,65 @@ def test_callbacks_added_while_paused_after_firing_wait_for_unpause() -> None:
     assert out == []
     d.unpause()
     assert out == [2]
+
+
+def test_pause_and_unpause_inside_one_callback_keeps_going() -> None:
+    d: Deferred[int] = Deferred()
+    seen: list[int] = []
+
+    def first(x: int) -> int:
+        d.pause()
+        d.unpause()
+        return x + 1
+
+    d.add_callback(first).add_callback(seen.append)
+    d.callback(1)
+    assert seen == [2]
+
+
+def test_callbacks_added_after_a_pause_inside_a_callback_run_after_the_rest() -> None:
+    d: Deferred[int] = Deferred()
+    seen: list[str] = []
+
+    def first(x: int) -> int:
+        d.pause()
+        d.add_callback(lambda y: seen.append(f"added {y}"))
+        return x
+
+    def second(y: int) -> int:
+        seen.append(f"second {y}")
+        return y
+
+    d.add_callback(first).add_callback(second)
+    d.callback(5)
+    assert seen == []
+    d.unpause()
+    assert seen == ["second 5", "added 5"]
+
+
+def test_pausing_a_deferred_suspended_on_the_runner_stack_holds_its_rest() -> None:
+    a: Deferred[int] = Deferred()
+    b: Deferred[int] = Deferred()
+    seen: list[str] = []
+    a.chain_deferred(b)
+    a.add_callback(lambda r: seen.append(f"a saw {r}"))
+    b.add_callback(lambda r: a.pause())
+    a.callback(1)
+    assert seen == []
+    a.unpause()
+    assert seen == ["a saw None"]
+
+
+def test_pause_inside_a_callback_run_on_a_fired_deferred() -> None:
+    d = succeed(1)
+    seen: list[int] = []
+
+    def pausing(x: int) -> int:
+        d.pause()
+        return x + 1
+
+    d.add_callback(pausing)
+    d.add_callback(seen.append)
+    assert seen == []
+    d.unpause()
+    assert seen == [2]
