@@ -473,18 +473,32 @@ def _unix_client(reactor: Any, options: Options) -> Any:
     return UNIXClientEndpoint(reactor, path, timeout)
 
 
+def _ssl_server(reactor: Any, options: Options) -> Any:
+    from plait.cluster._tls_endpoints import ssl_server  # pyOpenSSL only when used
+
+    return ssl_server(reactor, options)
+
+
+def _tls_client(reactor: Any, options: Options) -> Any:
+    from plait.cluster._tls_endpoints import tls_client  # pyOpenSSL only when used
+
+    return tls_client(reactor, options)
+
+
 #: Server types: name -> (positional option names, builder).
 SERVER_BUILDERS: dict[str, tuple[tuple[str, ...], ServerBuilder]] = {
     "tcp": (("port",), _tcp_server),
     "tcp6": (("port",), _tcp6_server),
     "unix": (("address",), _unix_server),
     "fd": (("fileno",), _fd_server),
+    "ssl": (("port",), _ssl_server),
 }
 
 #: Client types: name -> (positional option names, builder).
 CLIENT_BUILDERS: dict[str, tuple[tuple[str, ...], ClientBuilder]] = {
     "tcp": (("host", "port"), _tcp_client),
     "unix": (("path",), _unix_client),
+    "tls": (("host", "port"), _tls_client),
 }
 
 
@@ -510,7 +524,8 @@ def server_from_string(reactor: Any, description: str) -> Any:
 
     Types: ``tcp:PORT[:interface=ADDR][:backlog=N]``, ``tcp6:...`` (interface
     defaults to ``::``), ``unix:PATH[:mode=OCTAL][:backlog=N]`` and
-    ``fd:FILENO[:domain=INET|INET6|UNIX]``.
+    ``fd:FILENO[:domain=INET|INET6|UNIX]``, and TLS as
+    ``ssl:PORT:private_key=KEY:cert_key=CERT`` (see docs/tls.md for its options).
 
     Returns:
         An ``IStreamServerEndpoint``; ``listen(factory)`` gives a Deferred of the port.
@@ -525,7 +540,8 @@ def client_from_string(reactor: Any, description: str) -> Any:
     """Make a client endpoint from a description such as ``tcp:host=h:port=80``.
 
     Types: ``tcp:HOST:PORT[:timeout=SECONDS]`` (or ``host=``/``port=``) and
-    ``unix:PATH[:timeout=SECONDS]`` (or ``path=``).
+    ``unix:PATH[:timeout=SECONDS]`` (or ``path=``), and TLS as
+    ``tls:HOST:PORT[:ca_file=CA]`` (see docs/tls.md for its options).
 
     Returns:
         An ``IStreamClientEndpoint``; ``connect(factory)`` gives a Deferred of the

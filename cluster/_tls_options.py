@@ -31,10 +31,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 __all__ = [
     "CIPHERS",
@@ -220,7 +220,7 @@ def _load_identity(ctx: SSL.Context, cert_file: str | os.PathLike[str],
             except ValueError as exc:
                 raise ValueError(f"cannot load chain {chain_name!r}: {exc}") from None
         for cert in chain:
-            ctx.add_extra_chain_cert(crypto.X509.from_cryptography(cert))
+            ctx.add_extra_chain_cert(cast(Any, cert))  # stubs lag: a cryptography cert is fine
     try:
         ctx.use_privatekey_file(key_name)
         ctx.check_privatekey()
