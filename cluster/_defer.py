@@ -63,6 +63,7 @@ from plait.cluster._defer_run import (
     _Entry,
     _passthru,
 )
+from plait.cluster._defer_run import fire as _fire
 from plait.cluster._defer_run import run_callbacks as _run
 from plait.cluster._defer_run import run_now as _run_now
 from plait.cluster._failure import _SPECIAL_TYPES, Failure
@@ -301,28 +302,14 @@ class Deferred(Generic[T]):
 
     # ------------------------------------------------------------------ firing
 
-    def callback(self, result: T) -> None:
-        """Fire the Deferred with a result: run the callback chain.
+    if TYPE_CHECKING:
 
-        Raises:
-            AlreadyCalledError: it has fired already (unless it was cancelled, in
-                which case the call is ignored).
-            TypeError: ``result`` is a Deferred (chain it with ``chain_deferred``).
-        """
-        if self.called:
-            if self._suppress:
-                return
-            raise self._already_called()
-        if self._info is not None:
-            self._info.invoker = traceback.format_stack()[:-1]
-        self.called = True
-        self._result = result
-        if self._callbacks:
-            _run(self)  # (which refuses a Deferred result)
-        elif type(result) in _SPECIAL_TYPES:
-            if type(result) in _DEFERRED_TYPES:
-                self._refuse_deferred_result()
-            self._arm(cast(Failure, result))
+        def callback(self, result: T) -> None:
+            """Fire the Deferred with a result (see ``_defer_run.fire``)."""
+
+    else:
+        # The runner's own entry point, so that firing costs no extra call.
+        callback = _fire
 
     def _refuse_deferred_result(self) -> NoReturn:
         """Undo ``callback(a_deferred)``: checked off the hot path, then raised."""
@@ -351,18 +338,7 @@ class Deferred(Generic[T]):
                     f"errback() takes a Failure or an exception, not {type(failure).__name__}"
                 )
             failure = Failure(failure)
-        if self.called:
-            if self._suppress:
-                return
-            raise self._already_called()
-        if self._info is not None:
-            self._info.invoker = traceback.format_stack()[:-1]
-        self.called = True
-        self._result = failure
-        if self._callbacks:
-            _run(self)
-        else:
-            self._arm(failure)
+        _fire(self, failure)
 
     def _already_called(self) -> AlreadyCalledError:
         info = self._info

@@ -54,7 +54,7 @@ from plait.cluster._failure import _SPECIAL_TYPES, Failure
 if TYPE_CHECKING:
     from plait.cluster._defer import Deferred
 
-__all__ = ["run_callbacks", "run_now"]
+__all__ = ["fire", "run_callbacks", "run_now"]
 
 _AsyncioCancelledError = asyncio.CancelledError
 
@@ -73,6 +73,7 @@ def _const(_result: object, value: object) -> object:
 _SKIP: Any = ("skip",)  # pass the result through unchanged
 _WAITER: Any = ("waiter",)  # hand the result to ``args``, which waits on us
 _CHAINED: Any = ("chained",)  # fire ``args`` with the result (chain_deferred)
+_RESUME: Any = ("resume",)  # ``fire()`` without a result: go on with pending entries
 _PASS = (_passthru, (), _SKIP)  # the errback half of an add_callback entry
 
 _Entry = tuple[Any, Any, Any, tuple[Any, Any, Any]]
@@ -82,9 +83,35 @@ _Entry = tuple[Any, Any, Any, tuple[Any, Any, Any]]
 _DEFERRED_TYPES: set[type] = set()
 
 
-def run_callbacks(self: Deferred[Any]) -> None:
-    """Run pending entries of this Deferred and of those it hands results to."""
-    if self._running or self._paused:
+def fire(self: Deferred[Any], result: Any = _RESUME) -> None:
+    """Fire the Deferred with a result: run the callback chain (``Deferred.callback``).
+
+    A ``Failure`` result runs the errback chain, as ``errback()`` does.
+
+    Raises:
+        AlreadyCalledError: it has fired already (unless it was cancelled, in
+            which case the call is ignored).
+        TypeError: ``result`` is a Deferred (chain it with ``chain_deferred``).
+    """
+    # Without a result (``run_callbacks``) this resumes a fired Deferred instead:
+    # one function for both, so that ``callback()`` costs one call, not two.
+    if result is not _RESUME:
+        if self.called:
+            if self._suppress:
+                return
+            raise self._already_called()
+        if self._info is not None:
+            self._info.invoker = traceback.format_stack()[:-1]
+        self.called = True
+        self._result = result
+        if not self._callbacks or self._paused:
+            if type(result) in _SPECIAL_TYPES:
+                if type(result) in _DEFERRED_TYPES:
+                    self._refuse_deferred_result()
+                if not self._callbacks:
+                    self._arm(result)
+            return
+    elif self._running or self._paused:
         return
     current: Deferred[Any] = self
     stack: list[Deferred[Any]] | None = None
@@ -97,7 +124,7 @@ def run_callbacks(self: Deferred[Any]) -> None:
         current._running = True
         failed = type(result) in special
         if failed and type(result) in _DEFERRED_TYPES:
-            current._refuse_deferred_result()  # only callback() can get here so
+            current._refuse_deferred_result()  # only callback(a_deferred) gets here
         for f, args, kwargs, errback_half in it:
             if failed:
                 f, args, kwargs = errback_half
@@ -205,6 +232,11 @@ def run_callbacks(self: Deferred[Any]) -> None:
             if not stack:
                 return
             current = stack.pop()
+
+
+#: ``run_callbacks(d)``: run the pending entries of a fired Deferred (and of those
+#: it hands results to); ``fire`` without a result.
+run_callbacks: Callable[[Deferred[Any]], None] = fire
 
 
 def run_now(self: Deferred[Any], f: Callable[..., Any], args: tuple[Any, ...], how: Any) -> None:
