@@ -437,3 +437,45 @@ def test_cancelling_the_deferred_cancels_the_future_of_as_future() -> None:
         return fut.cancelled()
 
     assert asyncio.run(main()) is True
+
+
+def test_cancelling_a_coroutine_deferred_under_a_running_loop_reaches_its_await() -> None:
+    async def main() -> tuple[list[object], list[str], list[Any]]:
+        cancelled: list[object] = []
+        inner: Deferred[int] = Deferred(canceller=cancelled.append)
+        seen: list[str] = []
+
+        async def work() -> int:
+            try:
+                return await inner
+            except CancelledError:
+                seen.append("work saw the cancellation")
+                raise
+
+        outer = ensure_deferred(work())
+        out = collect(outer)
+        outer.cancel()  # no loop turn needed
+        return cancelled, seen, out
+
+    cancelled, seen, out = asyncio.run(main())
+    assert len(cancelled) == 1
+    assert seen == ["work saw the cancellation"]
+    assert out[0].check(CancelledError)
+
+
+def test_failed_deferred_under_a_running_loop_raises_in_the_driven_coroutine() -> None:
+    async def main() -> list[Any]:
+        inner: Deferred[int] = Deferred()
+
+        async def work() -> str:
+            try:
+                await inner
+            except KeyError:
+                return "caught"
+            return "not reached"
+
+        out = collect(ensure_deferred(work()))
+        inner.errback(KeyError("k"))
+        return out
+
+    assert asyncio.run(main()) == ["caught"]
