@@ -31,7 +31,7 @@ import functools
 import inspect
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from plait.cluster._rpc_codec import Codec, exception_name
@@ -45,6 +45,7 @@ from plait.cluster._rpc_errors import (
 )
 from plait.cluster._rpc_link import IBusLink
 from plait.cluster._rpc_peer import BusStatistics, _new_counter, _OutCall, _Peer, _Serving
+from plait.cluster._rpc_refs import References, error_info
 from plait.cluster._rpc_wire import (
     DEFAULT_MAX_MESSAGE,
     VERSION,
@@ -74,17 +75,6 @@ log = logging.getLogger("plait.cluster.rpc")
 _NO_SUCH_METHOD = exception_name(NoSuchMethod("", ""))
 
 
-def _error_info(failure: Failure, codec: Codec) -> ErrorInfo:
-    value = failure.value
-    if isinstance(value, RemoteError):  # a nested call's error passes through as it was
-        return ErrorInfo(
-            type=value.remote_type, message=value.message, traceback=value.remote_traceback
-        )
-    return ErrorInfo(
-        type=codec.exception_name(value), message=str(value), traceback=failure.get_traceback()
-    )
-
-
 class Node:
     """The call logic of a bus node (``Bus`` adds its construction and lifecycle).
 
@@ -104,9 +94,10 @@ class Node:
         self._clock = clock
         self._link = link
         self._max_message = max_message or DEFAULT_MAX_MESSAGE
+        self._references = References(self)
         self._codec = Codec(
-            encode_deferred=self._export,
-            decode_reference=self._import,
+            encode_deferred=self._references.export,
+            decode_reference=self._references.import_,
             deferred_type=Deferred,
         )
         self._methods: dict[str, Callable[..., Any]] = {}
@@ -115,13 +106,7 @@ class Node:
         self._names: dict[str, _Peer] = {}
         self._calls: dict[int, _OutCall] = {}
         self._ids = itertools.count(1)
-        self._refs = itertools.count(1)
         self._rotation = 0
-        # The peer whose message is being encoded/decoded (for Deferred references).
-        self._encoding_for: _Peer | None = None
-        self._decoding_from: _Peer | None = None
-        self._exports: list[tuple[_Peer, int, Deferred[Any]]] = []
-        self._imports: list[tuple[_Peer, int]] = []
         self._dropped = _new_counter()
         self._sent = 0
         self._received = 0
@@ -133,9 +118,9 @@ class Node:
             Cancel: self._on_cancel,
             Notify: self._on_notify,
             Publish: self._on_publish,
-            RefResult: self._on_ref_result,
-            RefError: self._on_ref_error,
-            RefCancel: self._on_ref_cancel,
+            RefResult: self._references.on_result,
+            RefError: self._references.on_error,
+            RefCancel: self._references.on_cancel,
             Bye: lambda peer, msg: self._lose(peer, "left the bus"),
         }
 
@@ -278,18 +263,18 @@ class Node:
     def link_received(self, route: bytes, data: bytes) -> None:
         """Handle one frame from ``route`` (the link calls this)."""
         peer = self._routes.get(route)
-        self._decoding_from = peer
+        references = self._references
+        references.decoding_from = peer
         try:
             message = decode(data, self._codec, max_size=self._max_message)
         except WireError as exc:
-            for owner, ref in self._imports:  # references made before the fault
-                owner.proxies.pop(ref, None)
+            references.forget_imports()  # remote Deferreds made before the fault
             self._drop(exc.reason, route, exc.detail)
             return
         finally:
-            self._decoding_from = None
-            if self._imports:
-                self._imports = []
+            references.decoding_from = None
+            if references.imports:
+                references.imports = []
         kind = type(message)
         if kind is Hello:
             self._on_hello(route, message)  # type: ignore[arg-type]
@@ -339,7 +324,7 @@ class Node:
             if inspect.iscoroutine(result):
                 result = ensure_deferred(result)
         except Exception:
-            self._send_message(peer, Error(id=msg.id, error=_error_info(Failure(), self._codec)))
+            self._send_message(peer, Error(id=msg.id, error=error_info(Failure(), self._codec)))
             return
         if not isinstance(result, Deferred):
             self._answer(peer, msg.id, result)
@@ -369,7 +354,7 @@ class Node:
 
     def _serve_failed(self, failure: Failure, peer: _Peer, call_id: int) -> None:
         if self._finish_serving(peer, call_id):
-            self._send_message(peer, Error(id=call_id, error=_error_info(failure, self._codec)))
+            self._send_message(peer, Error(id=call_id, error=error_info(failure, self._codec)))
         elif not failure.check(CancelledError):
             log.info("call %d from %s failed after it was abandoned: %s", call_id, peer.name,
                      failure.get_error_message())
@@ -454,70 +439,6 @@ class Node:
                 log.debug("cannot rebuild %s locally", info.type, exc_info=True)
         return RemoteError(info.type, info.message, info.traceback, local)
 
-    # ------------------------------------------------------------ remote Deferreds
-
-    def _export(self, deferred: Deferred[Any]) -> int:
-        """Codec hook: a Deferred is being encoded for ``_encoding_for``."""
-        peer = self._encoding_for
-        if peer is None:
-            raise CodecError("a Deferred can only be sent to one node (not published)")
-        ref = next(self._refs)
-        peer.exported[ref] = deferred
-        self._exports.append((peer, ref, deferred))
-        return ref
-
-    def _import(self, ref: int) -> Deferred[Any]:
-        """Codec hook: a reference arrived from ``_decoding_from``."""
-        peer = self._decoding_from
-        if peer is None:
-            raise CodecError("a Deferred reference from a node that did not say hello")
-        if ref in peer.proxies:
-            raise CodecError(f"reference {ref} is already held")
-        proxy: Deferred[Any] = Deferred(functools.partial(self._cancel_proxy, peer, ref))
-        peer.proxies[ref] = proxy
-        self._imports.append((peer, ref))
-        return proxy
-
-    def _cancel_proxy(self, peer: _Peer, ref: int, proxy: Deferred[Any]) -> None:
-        if peer.proxies.pop(ref, None) is not None and peer.route in self._routes:
-            self._send_message(peer, RefCancel(ref=ref))
-
-    def _export_fired(self, value: Any, peer: _Peer, ref: int) -> None:
-        if peer.exported.pop(ref, None) is None:
-            return
-        try:
-            data = self._encode(RefResult(ref=ref, value=value), peer)
-        except CodecError as exc:
-            info = ErrorInfo(type=exception_name(exc), message=str(exc))
-            self._send_message(peer, RefError(ref=ref, error=info))
-            return
-        self._send(peer, data)
-
-    def _export_failed(self, failure: Failure, peer: _Peer, ref: int) -> None:
-        if peer.exported.pop(ref, None) is not None:
-            self._send_message(peer, RefError(ref=ref, error=_error_info(failure, self._codec)))
-
-    def _on_ref_result(self, peer: _Peer, msg: RefResult) -> None:
-        proxy = peer.proxies.pop(msg.ref, None)
-        if proxy is None:
-            self._drop("unknown_ref", peer.route, f"ref-result {msg.ref}")
-            return
-        proxy.callback(msg.value)
-
-    def _on_ref_error(self, peer: _Peer, msg: RefError) -> None:
-        proxy = peer.proxies.pop(msg.ref, None)
-        if proxy is None:
-            self._drop("unknown_ref", peer.route, f"ref-error {msg.ref}")
-            return
-        proxy.errback(self._exception(peer, msg.error))
-
-    def _on_ref_cancel(self, peer: _Peer, msg: RefCancel) -> None:
-        deferred = peer.exported.pop(msg.ref, None)
-        if deferred is None:
-            self._drop("unknown_ref", peer.route, f"ref-cancel {msg.ref}")
-            return
-        deferred.cancel()
-
     # ------------------------------------------------------------ publish/subscribe
 
     def _on_publish(self, peer: _Peer, msg: Publish) -> None:
@@ -536,30 +457,18 @@ class Node:
         return self._encode_map(message.to_map(), peer)
 
     def _encode_map(self, fields: dict[str, Any], peer: _Peer) -> bytes:
-        self._encoding_for = peer
+        references = self._references
+        references.encoding_for = peer
         try:
             data = self._codec.packb(fields)
         except CodecError:
-            for owner, ref, _ in self._exports:
-                owner.exported.pop(ref, None)
-            self._exports = []
+            references.forget_exports()
             raise
         finally:
-            self._encoding_for = None
-        if self._exports:
-            # Forward the outcomes only after the message carrying the references.
-            exports, self._exports = self._exports, []
-            self._clock.call_later(0, self._watch_exports, exports)
+            references.encoding_for = None
+        if references.exports:
+            references.watch_exports(self._clock)
         return data
-
-    def _watch_exports(self, exports: Iterable[tuple[_Peer, int, Deferred[Any]]]) -> None:
-        for peer, ref, deferred in exports:
-            deferred.add_callbacks(
-                self._export_fired,
-                self._export_failed,
-                callback_args=(peer, ref),
-                errback_args=(peer, ref),
-            )
 
     def _send_message(self, peer: _Peer, message: Message) -> None:
         try:
@@ -571,6 +480,9 @@ class Node:
 
     def _send(self, peer: _Peer, data: bytes) -> None:
         self._link.send(peer.route, data)
+
+    def _is_connected(self, peer: _Peer) -> bool:
+        return self._routes.get(peer.route) is peer
 
     # ------------------------------------------------------------ losing peers
 
@@ -609,10 +521,7 @@ class Node:
             if entry.timer is not None and entry.timer.active():
                 entry.timer.cancel()
             entry.deferred.cancel()
-        peer.exported.clear()
-        proxies, peer.proxies = peer.proxies, {}
-        for proxy in proxies.values():
-            proxy.errback(PeerLost(peer.name, reason))
+        self._references.lose(peer, reason)
         for call_id in [cid for cid, out in self._calls.items() if out.peer is peer]:
             ended = self._end_call(call_id)
             if ended is not None:
