@@ -364,10 +364,6 @@ class Deferred(Generic[T]):
             info.failure = None
         return result
 
-    def _settled(self) -> bool:
-        """Fired, not paused and not in the middle of running its callbacks."""
-        return self.called and not self._paused and not self._running
-
     # ------------------------------------------------------------ pause / cancel
 
     def pause(self) -> None:

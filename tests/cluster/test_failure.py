@@ -112,3 +112,15 @@ def test_errback_takes_an_exception_and_wraps_it() -> None:
     out: list[Any] = []
     d.add_errback(out.append)
     assert isinstance(out[0], Failure) and out[0].check(ValueError)
+
+
+@pytest.mark.parametrize(
+    "module", ["plait.cluster._defer", "plait.cluster._failure", "plait.cluster._defer_sync"]
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0
+    assert result.failed == 0
