@@ -7,7 +7,8 @@ resource is not a leaf (``is_leaf``), the next segment moves from ``postpath`` t
 ``prepath`` and ``get_child_with_default(name, request)`` picks the child: a child
 added with ``put_child``, else whatever ``get_child`` returns (by default a 404
 resource). The resource reached renders: ``render(request)`` calls
-``render_<METHOD>`` (``render_GET`` answers HEAD too), or answers 405 with an
+``render_<METHOD>`` (Twisted's ``render_GET``; ``render_get`` is accepted too, for
+PEP 8 linters; ``render_GET`` answers HEAD as well), or answers 405 with an
 ``Allow`` header listing the ``render_*`` methods it has. As in Twisted, ``/`` is the
 segment ``""``: put a child under ``""`` (or make the root a leaf) to serve it.
 Render methods return what any application returns; there is no ``NOT_DONE_YET``:
@@ -67,17 +68,23 @@ class Resource:
 
     def allowed_methods(self) -> list[str]:
         """The methods this resource renders (from its ``render_*`` methods)."""
-        methods = {name[7:] for name in dir(self) if name.startswith("render_")}
+        methods = {name[7:].upper() for name in dir(self) if name.startswith("render_")}
         if "GET" in methods:
             methods.add("HEAD")
         return sorted(methods)
 
+    def _renderer(self, method: str) -> Callable[[Request], Any] | None:
+        renderer: Callable[[Request], Any] | None = getattr(self, "render_" + method, None)
+        if renderer is None:  # render_get: the spelling PEP 8 linters accept
+            renderer = getattr(self, "render_" + method.lower(), None)
+        return renderer
+
     def render(self, request: Request) -> Any:
         """Call ``render_<METHOD>(request)``; 405 with ``Allow`` when there is none."""
         method = request.method
-        renderer: Callable[[Request], Any] | None = getattr(self, "render_" + method, None)
+        renderer = self._renderer(method)
         if renderer is None and method == "HEAD":
-            renderer = getattr(self, "render_GET", None)
+            renderer = self._renderer("GET")
         if renderer is None:
             return Response(
                 405,

@@ -119,10 +119,9 @@ class _Call:
     def _put(self, data: bytes) -> Deferred[None]:
         if self.abandoned:
             raise ConnectionError("the client went away")
+        room = self.room = Deferred()  # before put: the consumer may take it at once
         self.queue.put(data)
-        if self.room is None:
-            self.room = Deferred()
-        return self.room
+        return room
 
     def _taken(self) -> None:
         room, self.room = self.room, None
