@@ -313,9 +313,8 @@ class Deferred(Generic[T]):
 
     def _refuse_deferred_result(self) -> NoReturn:
         """Undo ``callback(a_deferred)``: checked off the hot path, then raised."""
-        self.called = False
-        self._result = None
-        self._running = False
+        self.called = self._running = False
+        self._result = self._iter = None
         raise TypeError("callback() takes a result, not a Deferred; use chain_deferred()")
 
     def errback(self, failure: Failure | BaseException | None = None) -> None:

@@ -425,3 +425,13 @@ def test_pause_inside_a_callback_run_on_a_fired_deferred() -> None:
     assert seen == []
     d.unpause()
     assert seen == [2]
+
+
+def test_a_refused_deferred_result_leaves_the_deferred_usable() -> None:
+    d: Deferred[int] = Deferred()
+    out = collect(d)
+    with pytest.raises(TypeError):
+        d.callback(Deferred())  # type: ignore[arg-type]
+    assert not d.called
+    d.callback(3)
+    assert out == [3]
