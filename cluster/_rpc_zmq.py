@@ -14,10 +14,11 @@ client may use a DEALER: every bus message is one frame after the routing id.
 Edge-triggered readiness. ``zmq.FD`` signals only that the socket's state may
 have *changed*; any ZeroMQ call on the socket, sends included, can consume that
 signal. So the link has one routine, ``_pump``, that the reactor runs on every
-wake-up and that every ``send`` schedules (``call_soon``, once per turn): it
-receives until ``EAGAIN``, then sends what is queued in one burst, then checks
-``EVENTS`` and starts over while input is waiting. Nothing is ever sent outside
-a pump, so no signal is lost, and a burst costs ZeroMQ's I/O thread one wake-up.
+wake-up and that every ``send`` schedules (``call_soon``, once per turn). It reads
+until there is nothing left, sends from the outbox (at once for the first few
+answers of a wake-up, in bursts after that), and asks ``EVENTS`` after every send,
+starting over while input is waiting. Nothing is sent outside a pump, so no signal
+is lost.
 
 Dead peers. ZMTP heartbeats (``ZMQ_HEARTBEAT_IVL``/``TIMEOUT``/``TTL``) make
 ZeroMQ close a silent connection; a killed process's connection closes at once.
@@ -234,59 +235,65 @@ class ZmqLink:
     def _schedule_pump(self) -> None:
         if not self._pump_scheduled:
             self._pump_scheduled = True
-            self._reactor.call_soon(self._pump)
+            self._reactor.call_soon(self._pump, False)
 
-    def _pump(self) -> None:
-        """Receive until EAGAIN, send what is queued, and again while input waits.
+    def _pump(self, woken: bool = True) -> None:
+        """Receive, send what is queued, and again while input waits.
 
-        The reactor calls this when ``zmq.FD`` wakes, and ``send`` schedules it.
-        Sending in a burst at the end of a drain lets ZeroMQ's I/O thread take
-        many frames per wake-up; checking ``EVENTS`` after the burst catches input
-        whose signal the sends consumed.
+        The reactor calls this when ``zmq.FD`` wakes (``woken``), and ``send``
+        schedules it. Costs shape the loop: asking ``EVENTS`` costs ~1.4 us, a
+        ``recv`` that raises ``Again`` ~4.6 us, and a send may wake ZeroMQ's I/O
+        thread. So the first read after a wake-up is tried blindly; the first few
+        answers of a wake-up leave at once (low latency when calls come one by one),
+        later ones in bursts of ``_BURST`` (fewer I/O-thread wake-ups under load);
+        a long run of input is read until ``Again``; and ``EVENTS`` is asked after
+        every send, since a send can consume the signal of input that arrived.
         """
         self._pump_scheduled = False
         sock = self._socket
         if sock is None or self._pumping:
             return
         self._pumping = True
+        get, outbox = sock.get, self._outbox
+        check, taken = not woken, 0
         try:
             while self._socket is not None:
-                self._receive(sock)
-                if self._outbox:
+                if check and not int(get(_EVENTS)) & _POLLIN:
+                    if not outbox:
+                        break
                     self._flush(sock)
-                if self._socket is None or not int(sock.get(_EVENTS)) & _POLLIN:
-                    break
+                    continue
+                if not self._receive_one(sock):  # Again
+                    if not outbox:
+                        break
+                    self._flush(sock)
+                    check = True
+                    continue
+                taken += 1
+                if outbox and (taken <= _CHECKED or len(outbox) >= _BURST):
+                    self._flush(sock)
+                check = taken < _CHECKED
         finally:
             self._pumping = False
 
-    def _receive(self, sock: zmq.Socket[Any]) -> None:
-        # Asking EVENTS costs ~1.4 us and a recv that raises Again ~4.6 us: the
-        # first few messages of a wake-up are taken after an EVENTS check (cheaper
-        # for the one-at-a-time case), the rest by receiving until Again.
-        events = self._events
-        recv, get, known = sock.recv, sock.get, self._known
-        taken = 0
+    def _receive_one(self, sock: zmq.Socket[Any]) -> bool:
+        """Receive and deliver one message; False when there was none."""
         try:
-            while events is not None:
-                if taken < _CHECKED and not int(get(_EVENTS)) & _POLLIN:
-                    return
-                route = recv(_NOBLOCK)
-                frame = recv(_NOBLOCK, copy=False)
-                if route not in known:
-                    self._learn_fd(route, frame.get(_SRCFD))
-                if frame.more:
-                    while recv(_NOBLOCK, copy=False).more:
-                        pass
-                    data = b""  # a bus message is one frame: counted as garbage
-                else:
-                    data = frame.bytes
-                taken += 1
-                events.link_received(route, data)
-                events = self._events  # None once the node stopped the link
-                if len(self._outbox) >= _BURST:
-                    self._flush(sock)  # let the peer start on these while we go on
+            route = sock.recv(_NOBLOCK)
+            frame = sock.recv(_NOBLOCK, copy=False)
+            if frame.more:
+                while sock.recv(_NOBLOCK, copy=False).more:
+                    pass
+                data = b""  # a bus message is one frame: counted as garbage
+            else:
+                data = frame.bytes
         except zmq.Again:
-            return
+            return False
+        if route not in self._known:
+            self._learn_fd(route, frame.get(_SRCFD))
+        if self._events is not None:
+            self._events.link_received(route, data)
+        return True
 
     def _learn_fd(self, route: bytes, fd: int) -> None:
         if fd >= 0:
