@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import logging
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, ParamSpec, TypeVar, cast
@@ -48,8 +47,6 @@ __all__ = [
 
 S = TypeVar("S")
 P = ParamSpec("P")
-
-logger = logging.getLogger("plait.defer")
 
 _Gen = Generator[Any, Any, Any] | Coroutine[Any, Any, Any]
 
