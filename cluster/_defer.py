@@ -98,13 +98,18 @@ def set_debugging(on: bool) -> None:
     stack where it was first fired; ``AlreadyCalledError`` and the log of an
     unhandled error include them. The environment variable ``PLAIT_DEFER_DEBUG=1``
     turns it on at import time.
+
+    .. versionadded:: 0.1
     """
     global _debugging
     _debugging = bool(on)
 
 
 def get_debugging() -> bool:
-    """Whether Deferreds created now record their creation and firing stacks."""
+    """Whether Deferreds created now record their creation and firing stacks.
+
+    .. versionadded:: 0.1
+    """
     return _debugging
 
 
@@ -129,6 +134,8 @@ class Deferred(Generic[T]):
     Args:
         canceller: Called with the Deferred by ``cancel()`` while it has not fired;
             it should stop the operation and may fire the Deferred itself.
+
+    .. versionadded:: 0.1
     """
 
     __slots__ = (
@@ -539,7 +546,10 @@ _SPECIAL_TYPES.add(Deferred)
 
 
 def succeed(result: S) -> Deferred[S]:
-    """A Deferred that has already fired with ``result``."""
+    """A Deferred that has already fired with ``result``.
+
+    .. versionadded:: 0.1
+    """
     d: Deferred[S] = Deferred()
     d.called = True
     d._result = result
@@ -551,6 +561,8 @@ def fail(failure: Failure | BaseException | None = None) -> Deferred[Any]:
 
     Raises:
         TypeError: ``failure`` is neither a Failure nor an exception.
+
+    .. versionadded:: 0.1
     """
     d: Deferred[Any] = Deferred()
     d.errback(failure)
@@ -579,6 +591,8 @@ def maybe_deferred(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred
     A returned Deferred is passed through, a coroutine is run with
     ``ensure_deferred``, an exception becomes a failed Deferred and any other value
     a fired one.
+
+    .. versionadded:: 0.1
     """
     try:
         result = f(*args, **kwargs)

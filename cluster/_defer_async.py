@@ -154,6 +154,8 @@ def run_coroutine(coro: Coroutine[Any, Any, S]) -> Deferred[S]:
 
     Raises:
         TypeError: ``coro`` is not a coroutine.
+
+    .. versionadded:: 0.1
     """
     if type(coro) is not types.CoroutineType and not isinstance(coro, Coroutine):
         raise TypeError(f"expected a coroutine, got {type(coro).__name__}")
@@ -170,6 +172,8 @@ def ensure_deferred(
 
     Raises:
         TypeError: the argument is none of these.
+
+    .. versionadded:: 0.1
     """
     if type(coro_or_deferred) in _DEFERRED_TYPES:
         return cast(Deferred[S], coro_or_deferred)
@@ -201,6 +205,8 @@ def inline_callbacks(
 
     Raises:
         TypeError: ``f`` is not a generator function (at decoration time).
+
+    .. versionadded:: 0.1
     """
     if not inspect.isgeneratorfunction(f):
         raise TypeError(f"inline_callbacks needs a generator function, got {f!r}")
@@ -213,7 +219,10 @@ def inline_callbacks(
 
 
 def deferred_as_future(d: Deferred[S], loop: asyncio.AbstractEventLoop) -> asyncio.Future[S]:
-    """See ``Deferred.as_future``."""
+    """See ``Deferred.as_future``.
+
+    .. versionadded:: 0.1
+    """
     future: asyncio.Future[S] = loop.create_future()
     _link_future(d, future, cancel_future=True)
     return future
@@ -225,6 +234,8 @@ def await_future(d: Deferred[S], loop: asyncio.AbstractEventLoop) -> asyncio.Fut
     Unlike ``as_future``, a cancelled ``d`` sets Plait's ``CancelledError`` on the
     future (an ``asyncio.CancelledError`` too, so the Task is cancelled all the
     same), so that the awaiting code sees the same exception under any driver.
+
+    .. versionadded:: 0.1
     """
     future = _AwaitFuture(loop=loop)
     future.deferred = d
@@ -262,6 +273,8 @@ def deferred_from_future(future: asyncio.Future[S]) -> Deferred[S]:
 
     Raises:
         TypeError: ``future`` is not an asyncio future.
+
+    .. versionadded:: 0.1
     """
     if not asyncio.isfuture(future):
         raise TypeError(f"from_future() takes an asyncio future, not {type(future).__name__}")

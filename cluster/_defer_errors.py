@@ -34,19 +34,30 @@ class CancelledError(asyncio.CancelledError, Exception):
     It is an ``Exception`` (``except Exception`` catches it, as in Twisted) and also
     an ``asyncio.CancelledError``, so that awaiting a cancelled Deferred inside an
     asyncio Task cancels that Task.
+
+    .. versionadded:: 0.1
     """
 
 
 class TimeoutError(builtins.TimeoutError):
-    """``add_timeout`` cancelled the Deferred (also a builtin ``TimeoutError``)."""
+    """``add_timeout`` cancelled the Deferred (also a builtin ``TimeoutError``).
+
+    .. versionadded:: 0.1
+    """
 
 
 class AlreadyCalledError(Exception):
-    """``callback()`` or ``errback()`` on a Deferred that has fired already."""
+    """``callback()`` or ``errback()`` on a Deferred that has fired already.
+
+    .. versionadded:: 0.1
+    """
 
 
 class DeferredLoopError(Exception):
-    """A callback returned the very Deferred it was attached to."""
+    """A callback returned the very Deferred it was attached to.
+
+    .. versionadded:: 0.1
+    """
 
 
 class _DebugInfo:

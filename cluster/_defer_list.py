@@ -26,6 +26,8 @@ class FirstError(Exception):
     Attributes:
         failure: That input's Failure.
         index: Its position in the list.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, failure: Failure, index: int) -> None:
@@ -85,6 +87,8 @@ def gather(ds: Iterable[Deferred[T]], consume_errors: bool = True) -> Deferred[l
         ds: The Deferreds.
         consume_errors: Whether input failures are handled here (their Deferreds'
             results become ``None``) rather than left in the inputs.
+
+    .. versionadded:: 0.1
     """
     pending = list(ds)
     results: list[Any] = [None] * len(pending)
@@ -117,6 +121,8 @@ class DeferredList(Deferred[Any]):
         fire_on_one_errback: Errback with ``FirstError`` on the first failure.
         consume_errors: Handle input failures here (their results become
             ``None``) rather than leave them unhandled in the inputs.
+
+    .. versionadded:: 0.1
     """
 
     __slots__ = ("_consume", "_count", "_on_one_callback", "_on_one_errback", "results")
@@ -166,6 +172,8 @@ def race(ds: Iterable[Deferred[T]]) -> Deferred[tuple[int, T]]:
     ``BaseExceptionGroup`` if one of them is not an ``Exception``) of their
     exceptions, in input order. An empty ``ds`` errbacks with ``ValueError``.
     Cancelling it cancels every input and errbacks with ``CancelledError``.
+
+    .. versionadded:: 0.1
     """
     pending = list(ds)
     cancelling = False

@@ -29,11 +29,17 @@ _Self = TypeVar("_Self", bound="_Primitive")
 
 
 class QueueOverflow(Exception):
-    """``DeferredQueue.put`` on a queue that holds ``size`` items already."""
+    """``DeferredQueue.put`` on a queue that holds ``size`` items already.
+
+    .. versionadded:: 0.1
+    """
 
 
 class QueueUnderflow(Exception):
-    """``DeferredQueue.get`` on a queue that has ``backlog`` waiters already."""
+    """``DeferredQueue.get`` on a queue that has ``backlog`` waiters already.
+
+    .. versionadded:: 0.1
+    """
 
 
 class _Primitive:
@@ -95,6 +101,8 @@ class DeferredLock(_Primitive):
         >>> lock.release()
         >>> second.called
         True
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self) -> None:
@@ -134,6 +142,8 @@ class DeferredSemaphore(_Primitive):
 
     Raises:
         ValueError: ``tokens`` is smaller than 1.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, tokens: int) -> None:
@@ -178,6 +188,8 @@ class DeferredQueue(Generic[T]):
         size: Most items held before ``put`` raises ``QueueOverflow`` (None: no limit).
         backlog: Most waiting ``get`` calls before ``get`` raises ``QueueUnderflow``
             (None: no limit).
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, size: int | None = None, backlog: int | None = None) -> None:

@@ -26,7 +26,10 @@ _SPECIAL_TYPES: set[type] = set()
 
 
 class NoCurrentExceptionError(Exception):
-    """``Failure()`` was created with no exception given and none being handled."""
+    """``Failure()`` was created with no exception given and none being handled.
+
+    .. versionadded:: 0.1
+    """
 
 
 class Failure:
@@ -54,6 +57,8 @@ class Failure:
         NoCurrentExceptionError: ``exc_value`` is ``None`` and no exception is being
             handled.
         TypeError: ``exc_value`` is not an exception instance.
+
+    .. versionadded:: 0.1
     """
 
     __slots__ = ("tb", "type", "value", "__weakref__")
