@@ -57,6 +57,9 @@ class _DrivenDeferred(Deferred[Any]):
     __slots__ = ("_waiting",)
     _waiting: Deferred[Any] | None
 
+    def __repr__(self) -> str:
+        return "<Deferred" + super().__repr__()[len("<_DrivenDeferred") :]
+
 
 def _cancel_waiting(d: Deferred[Any]) -> None:
     waiting = cast(_DrivenDeferred, d)._waiting

@@ -479,3 +479,12 @@ def test_failed_deferred_under_a_running_loop_raises_in_the_driven_coroutine() -
         return out
 
     assert asyncio.run(main()) == ["caught"]
+
+
+def test_the_deferred_of_a_coroutine_reads_as_a_deferred() -> None:
+    async def main() -> int:
+        return 1
+
+    d = ensure_deferred(main())
+    assert isinstance(d, Deferred)
+    assert repr(d).startswith("<Deferred at 0x") and "current result: 1" in repr(d)
