@@ -488,3 +488,14 @@ def test_the_deferred_of_a_coroutine_reads_as_a_deferred() -> None:
     d = ensure_deferred(main())
     assert isinstance(d, Deferred)
     assert repr(d).startswith("<Deferred at 0x") and "current result: 1" in repr(d)
+
+
+def test_inline_callbacks_yielding_many_fired_deferreds_does_not_recurse() -> None:
+    @inline_callbacks
+    def count() -> Generator[Any, Any, int]:
+        total = 0
+        for i in range(20_000):
+            total += yield succeed(i)
+        return total
+
+    assert collect(count()) == [sum(range(20_000))]
