@@ -7,7 +7,9 @@ Theory of operation:
   is the peer's EOF: ``eof_received()`` returning a true value keeps our side open
   (half-close), anything else closes. An exception from the protocol aborts *this*
   connection with that exception (``connection_lost(exc)``) and is logged; the
-  reactor and the other connections carry on.
+  reactor and the other connections carry on. An ``asyncio.BufferedProtocol``
+  (``get_buffer``/``buffer_updated``, no ``data_received``) is read with
+  ``recv_into`` straight into its buffer, as asyncio does.
 - Writing: ``write`` sends straight to the socket while nothing is buffered and
   buffers only what the kernel did not take; a non-empty buffer means the fd is
   registered as writable (that invariant is kept everywhere). The writable callback
@@ -31,7 +33,7 @@ import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any
 
@@ -47,6 +49,24 @@ _IOV_MAX = min(getattr(os, "sysconf", lambda _: 1024)("SC_IOV_MAX") or 1024, 102
 _LINGER_RST = struct.pack("ii", 1, 0)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _INET = (socket.AF_INET, socket.AF_INET6)
+
+
+def _is_buffered(protocol: Any) -> bool:
+    """True for an ``asyncio.BufferedProtocol`` (``get_buffer``/``buffer_updated`` and
+    no ``data_received``), which is read with ``recv_into`` into its own buffer.
+
+    Raises:
+        TypeError: ``protocol`` has neither way of receiving data.
+    """
+    if hasattr(protocol, "data_received"):
+        return False
+    if hasattr(protocol, "get_buffer") and hasattr(protocol, "buffer_updated"):
+        return True
+    raise TypeError(f"{protocol!r} has neither data_received nor get_buffer/buffer_updated")
+
+
+def _not_for_buffered(data: bytes) -> None:
+    raise TypeError("a BufferedProtocol is fed through get_buffer/buffer_updated")
 
 
 def _check_bytes(data: object) -> None:
@@ -80,7 +100,9 @@ class StreamTransport:
         self._recv = sock.recv
         self._send = sock.send
         self._protocol = protocol
-        self._data_received = protocol.data_received
+        self._buffered = _is_buffered(protocol)
+        self._data_received: Callable[[bytes], object] = (
+            _not_for_buffered if self._buffered else protocol.data_received)
         self._buffer: deque[bytes | memoryview] = deque()
         self._buffer_size = 0
         self._high = 64 * 1024
@@ -115,7 +137,7 @@ class StreamTransport:
             return
         if not self._closing and not self._read_paused:
             self._reading = True
-            self._reactor.add_reader(self._fd, self._on_readable)
+            self._reactor.add_reader(self._fd, self._reader())
 
     def __repr__(self) -> str:
         state = "closed" if self._lost else "closing" if self._closing else "open"
@@ -137,6 +159,37 @@ class StreamTransport:
             except Exception as exc:
                 _log.exception("data_received of %r failed; aborting its connection",
                                self._protocol)
+                self._force_close(exc)
+        else:
+            self._on_eof()
+
+    def _reader(self) -> Callable[[], None]:
+        """The readable callback for the current protocol."""
+        return self._on_readable_into if self._buffered else self._on_readable
+
+    def _on_readable_into(self) -> None:
+        """Read into the buffer of an ``asyncio.BufferedProtocol``."""
+        protocol = self._protocol
+        try:
+            buf = protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError(f"get_buffer() of {protocol!r} returned an empty buffer")
+        except Exception as exc:
+            _log.exception("get_buffer of %r failed; aborting its connection", protocol)
+            self._force_close(exc)
+            return
+        try:
+            n = self._sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal_error(exc)
+            return
+        if n:
+            try:
+                protocol.buffer_updated(n)
+            except Exception as exc:
+                _log.exception("buffer_updated of %r failed; aborting its connection", protocol)
                 self._force_close(exc)
         else:
             self._on_eof()
@@ -172,7 +225,7 @@ class StreamTransport:
         self._read_paused = False
         if not self._closing and not self._eof_received and not self._reading:
             self._reading = True
-            self._reactor.add_reader(self._fd, self._on_readable)
+            self._reactor.add_reader(self._fd, self._reader())
 
     def is_reading(self) -> bool:
         """True unless reading is paused or the transport is closing."""
@@ -486,5 +539,8 @@ class StreamTransport:
 
     def set_protocol(self, protocol: Any) -> None:
         """Deliver to ``protocol`` from now on."""
+        was_buffered, self._buffered = self._buffered, _is_buffered(protocol)
         self._protocol = protocol
-        self._data_received = protocol.data_received
+        self._data_received = _not_for_buffered if self._buffered else protocol.data_received
+        if self._reading and was_buffered != self._buffered:
+            self._reactor.add_reader(self._fd, self._reader())  # replaces the callback

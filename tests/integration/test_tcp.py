@@ -849,3 +849,93 @@ def test_an_adopted_unix_listener_has_no_port_number(
     with pytest.raises(AttributeError):
         _ = port.port
     outcome(reactor, port.stop_listening())
+
+
+def test_an_asyncio_buffered_protocol_is_read_into_its_own_buffer(reactor: Reactor) -> None:
+    import asyncio
+
+    class BufferedEcho(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.buf = bytearray(7)  # small: a message arrives in several reads
+            self.reads = 0
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def get_buffer(self, sizehint: int) -> bytearray:
+            return self.buf
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.reads += 1
+            self.transport.write(bytes(self.buf[:nbytes]))
+
+    servers: list[BufferedEcho] = []
+
+    def make() -> BufferedEcho:
+        servers.append(BufferedEcho())
+        return servers[-1]
+
+    port = reactor.listen_tcp(0, make, interface="127.0.0.1")
+    message = b"buffered protocols work too"
+
+    class Client(Recorder):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.data == message:
+                reactor.stop()
+
+    client = outcome(reactor, reactor.connect_tcp("127.0.0.1", port.port,
+                                                  lambda: Client(message)))
+    run_until(reactor)
+    assert client.data == message
+    assert servers[0].reads >= 4
+    client.transport.abort()
+
+
+def test_a_protocol_without_data_received_or_get_buffer_is_refused(reactor: Reactor) -> None:
+    a, b = socket.socketpair()
+    from plait.cluster._stream import StreamTransport
+
+    with pytest.raises(TypeError):
+        StreamTransport(reactor, a, object())
+    a.close()
+    b.close()
+
+
+def test_set_protocol_can_switch_to_a_buffered_protocol_mid_connection(
+    reactor: Reactor,
+) -> None:
+    import asyncio
+
+    class Upper(asyncio.BufferedProtocol):
+        def __init__(self, transport: Any) -> None:
+            self.transport = transport
+            self.buf = bytearray(64)
+
+        def get_buffer(self, sizehint: int) -> bytearray:
+            return self.buf
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.transport.write(bytes(self.buf[:nbytes]).upper())
+
+    class Switcher(Protocol):
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(b"switched;")
+            self.transport.set_protocol(Upper(self.transport))
+            assert isinstance(self.transport.get_protocol(), Upper)
+
+    port = reactor.listen_tcp(0, Switcher, interface="127.0.0.1")
+
+    class Client(Recorder):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.data == b"switched;":
+                self.transport.write(b"then buffered")
+            elif self.data == b"switched;THEN BUFFERED":
+                reactor.stop()
+
+    client = outcome(reactor, reactor.connect_tcp("127.0.0.1", port.port,
+                                                  lambda: Client(b"go")))
+    run_until(reactor)
+    assert client.data == b"switched;THEN BUFFERED"
+    client.transport.abort()
