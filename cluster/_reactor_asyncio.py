@@ -52,6 +52,7 @@ from typing import Any
 from zope.interface import implementer
 
 from plait.cluster._delayed_call import DelayedCall
+from plait.cluster._fd_table import fileno
 from plait.cluster._reactor_base import ReactorBase, ReactorNotRunning
 from plait.cluster._stream import StreamTransport
 from plait.cluster.interfaces import (
@@ -141,6 +142,8 @@ class AsyncioReactor(ReactorBase):
         self._thread_id: int | None = None
         self._default_signals: list[int] = []
         self._previous_handlers: dict[int, Any] = {}
+        self._readers: set[int] = set()
+        self._writers: set[int] = set()
         if _is_uvloop(self._loop):
             self.stream_transports = {**type(self).stream_transports,
                                       socket.AF_INET: _UvloopStreamTransport,
@@ -349,19 +352,45 @@ class AsyncioReactor(ReactorBase):
 
     def add_reader(self, fd: Any, f: Callable[..., object], *args: Any) -> None:
         """Call ``f(*args)`` whenever ``fd`` (int or object with ``fileno()``) is readable."""
+        n = fileno(fd)
         self._loop.add_reader(fd, f, *args)
+        self._readers.add(n)
 
     def add_writer(self, fd: Any, f: Callable[..., object], *args: Any) -> None:
         """Call ``f(*args)`` whenever ``fd`` is writable."""
+        n = fileno(fd)
         self._loop.add_writer(fd, f, *args)
+        self._writers.add(n)
 
     def remove_reader(self, fd: Any) -> bool:
-        """Stop watching ``fd`` for reading; True if it was watched."""
-        return bool(self._loop.remove_reader(fd))
+        """Stop watching ``fd`` for reading; True if it was watched.
+
+        (The reactor keeps its own set of watched fds: uvloop's ``remove_reader``
+        returns None.)
+        """
+        n = fileno(fd)
+        self._loop.remove_reader(fd)
+        if n in self._readers:
+            self._readers.remove(n)
+            return True
+        return False
 
     def remove_writer(self, fd: Any) -> bool:
         """Stop watching ``fd`` for writing; True if it was watched."""
-        return bool(self._loop.remove_writer(fd))
+        n = fileno(fd)
+        self._loop.remove_writer(fd)
+        if n in self._writers:
+            self._writers.remove(n)
+            return True
+        return False
+
+    def get_readers(self) -> list[int]:
+        """The fds watched for reading through this reactor."""
+        return sorted(self._readers)
+
+    def get_writers(self) -> list[int]:
+        """The fds watched for writing through this reactor."""
+        return sorted(self._writers)
 
     # ---------------------------------------------------------------- signals
 
