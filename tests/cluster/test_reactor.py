@@ -795,3 +795,11 @@ def test_statistics_counts_what_the_reactor_holds(reactor: Reactor) -> None:
     reactor.remove_writer(b)
     a.close()
     b.close()
+
+
+def test_react_is_also_reachable_as_plait_cluster_react() -> None:
+    import plait.cluster
+
+    assert plait.cluster.react is react
+    with pytest.raises(AttributeError):
+        _ = plait.cluster.no_such_name
