@@ -107,6 +107,24 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: Bytes a record adds to its plaintext, by (version, AEAD): header 5, tag 16, plus
+#: the inner content type (TLS 1.3) or the explicit nonce of AES-GCM (TLS 1.2).
+_OVERHEADS = {("TLSv1.3", "GCM"): 22, ("TLSv1.3", "CHACHA20"): 22,
+              ("TLSv1.2", "GCM"): 29, ("TLSv1.2", "CHACHA20"): 21}
+
+
+def _record_overhead(ssl: SSL.Connection) -> int:
+    """The exact per-record overhead of the session's cipher, or 0 if not known."""
+    name = ssl.get_cipher_name() or ""
+    if "CCM" in name:  # CCM_8 has a shorter tag; never negotiated by our defaults
+        return 0
+    version = ssl.get_protocol_version_name()
+    for (v, aead), overhead in _OVERHEADS.items():
+        if v == version and aead in name:
+            return overhead
+    return 0
+
+
 @implementer(ITransport, IProtocol)
 class TLSTransport:
     """The protocol of a lower stream transport and the transport of an application.
@@ -150,6 +168,8 @@ class TLSTransport:
         self._lost = False
         self._producer: Any = None
         self._drain_scheduled = False
+        self._drained = False  # OpenSSL holds no received byte (BIO and record buffer)
+        self._overhead = 0  # bytes a record adds to its plaintext; 0: unknown
 
     def __repr__(self) -> str:
         state = "handshaking" if not self._handshake_done else (
@@ -179,7 +199,7 @@ class TLSTransport:
             if not self._handshake_done:
                 return
         if not self._read_paused:
-            self._read_records()
+            self._read_records(len(data))
 
     def eof_received(self) -> bool | None:
         """The lower transport's peer half-closed (TCP FIN)."""
@@ -240,6 +260,7 @@ class TLSTransport:
             return
         self._flush()
         self._handshake_done = True
+        self._overhead = _record_overhead(self._ssl)
         self._cancel_timer()
         if self._read_paused:  # start_tls on a transport the application had paused
             self._lower.pause_reading()
@@ -300,15 +321,26 @@ class TLSTransport:
 
     # --------------------------------------------------------------- reading
 
-    def _read_records(self) -> None:
+    def _read_records(self, received: int = 0) -> None:
         recv = self._ssl.recv
         deliver = self._data_received
+        # The common case, one whole application record arriving into an empty
+        # BIO, is recognised by its size: a record of n plaintext bytes is at
+        # least n + overhead long, so if exactly that many bytes were received the
+        # record used them all and the BIO is empty, with no need for the final
+        # SSL_read that fails with WANT_READ (a costly exception). A padded
+        # record, or one with a handshake message before it, is longer and takes
+        # the general path.
+        overhead = self._overhead
+        single = received - overhead if overhead and self._drained and received else -1
+        self._drained = False
         self._delivering = True
         try:
             while True:
                 try:
                     chunk = recv(_RECV_SIZE)
                 except _WantRead:
+                    self._drained = True
                     break
                 except _ZeroReturn:
                     self._delivering = False
@@ -319,6 +351,11 @@ class TLSTransport:
                     self._on_record_error(exc)
                     break
                 deliver(chunk)
+                if len(chunk) == single:
+                    self._drained = True
+                    single = -2  # nothing else was processed: nothing to flush
+                    break
+                single = -1
                 if self._read_paused or self._closing:
                     break
         finally:
@@ -329,8 +366,8 @@ class TLSTransport:
             return
         if self._queued:
             self._send_queued()
-        elif not self._lost:
-            self._flush()  # what OpenSSL wrote by itself (tickets, key updates)
+        elif not self._lost and single != -2:
+            self._flush()  # what OpenSSL wrote by itself (alerts, key updates)
         if self._failure is not None and not self._closing:
             self._on_record_error(None)
 

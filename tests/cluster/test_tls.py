@@ -229,6 +229,39 @@ def test_ciphertext_in_pieces_of_any_size_gives_the_same_plaintext(
     assert bytes(app.data) == payload
 
 
+@pytest.mark.parametrize("tls12", [False, True])
+def test_the_record_overhead_assumed_is_the_one_on_the_wire(
+    certs: Certs, server: TLSOptions, tls12: bool
+) -> None:
+    peer = good_client(certs, tls12=tls12)
+    tls, app, _pump, _ = serve_peer(certs, server, peer)
+    peer.conn.sendall(b"m" * 100)
+    record = peer.conn.bio_read(65536)
+    assert tls._overhead == len(record) - 100
+    tls.data_received(record)
+    assert bytes(app.data) == b"m" * 100
+
+
+def test_single_records_and_batches_of_records_are_all_delivered(
+    certs: Certs, server: TLSOptions
+) -> None:
+    peer = good_client(certs)
+    tls, app, _pump, _ = serve_peer(certs, server, peer)
+
+    def records(*messages: bytes) -> bytes:
+        for message in messages:
+            peer.conn.sendall(message)
+        return peer.conn.bio_read(1 << 20)
+
+    tls.data_received(records(b"one;"))
+    tls.data_received(records(b"two;", b"three;"))
+    split = records(b"four;")
+    tls.data_received(split[:10])
+    tls.data_received(split[10:] + records(b"five;"))
+    tls.data_received(records(b"six;"))
+    assert bytes(app.data) == b"one;two;three;four;five;six;"
+
+
 def test_writes_made_while_receiving_leave_as_one_lower_write(
     certs: Certs, server: TLSOptions
 ) -> None:
