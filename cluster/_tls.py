@@ -265,7 +265,15 @@ class TLSTransport:
         if self._read_paused:  # start_tls on a transport the application had paused
             self._lower.pause_reading()
         if self._notify:
-            self._protocol.connection_made(self)
+            try:
+                self._protocol.connection_made(self)
+            except Exception as exc:
+                _log.exception("connection_made of %r failed; aborting", self._protocol)
+                self._failure = exc
+                if not self.handshake.called:
+                    self.handshake.errback(exc)
+                self._lower.abort()
+                return
         if not self.handshake.called:
             self.handshake.callback(self)
 

@@ -25,7 +25,7 @@ import pytest
 from OpenSSL import SSL
 from zope.interface.verify import verifyObject
 
-from plait.cluster.defer import Deferred
+from plait.cluster.defer import CancelledError, Deferred
 from plait.cluster.endpoints import client_from_string, server_from_string
 from plait.cluster.interfaces import IReactorSSL
 from plait.cluster.protocol import Protocol
@@ -315,6 +315,66 @@ def test_connect_ssl_errbacks_on_a_wrong_host_name(reactor: Reactor, certs: Cert
     assert isinstance(exc, CertificateVerifyError)
     assert "host name mismatch" in str(exc)
     assert made == []
+
+
+def test_connect_ssl_to_a_server_that_never_answers_times_out(
+    reactor: Reactor, certs: Certs
+) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        options = client_options("localhost", ca_file=certs.ca, handshake_timeout=0.2)
+        exc = result_of(reactor, reactor.connect_ssl(
+            "127.0.0.1", silent.getsockname()[1], Protocol, options))
+        assert isinstance(exc, TimeoutError)
+    finally:
+        silent.close()
+
+
+def test_cancelling_connect_ssl_mid_handshake_closes_the_connection(
+    reactor: Reactor, certs: Certs
+) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        made: list[Any] = []
+
+        class Client(Protocol):
+            def connection_made(self, transport: Any) -> None:
+                made.append(transport)
+
+        d = reactor.connect_ssl("127.0.0.1", silent.getsockname()[1], Client,
+                                client_options("localhost", ca_file=certs.ca))
+        accepted, _ = silent.accept()  # the TCP connection is up; TLS is waiting
+        with accepted:
+            reactor.call_later(0.05, d.cancel)
+            assert isinstance(result_of(reactor, d), CancelledError)
+            accepted.settimeout(WAIT)
+            drive(reactor, lambda: False, 0.05)
+            with pytest.raises(ConnectionResetError):  # aborted: an RST after the hello
+                while accepted.recv(65536):
+                    pass
+        assert made == []
+    finally:
+        silent.close()
+
+
+def test_a_failing_connection_made_errbacks_connect_ssl(
+    reactor: Reactor, certs: Certs
+) -> None:
+    port = listen(reactor, server_options(certs.server_cert, certs.server_key))
+    boom = RuntimeError("connection_made failed")
+    lost: list[BaseException | None] = []
+
+    class Broken(Protocol):
+        def connection_made(self, transport: Any) -> None:
+            raise boom
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.append(exc)
+
+    assert result_of(reactor, reactor.connect_ssl(
+        "127.0.0.1", port, Broken, client_options("localhost", ca_file=certs.ca))) is boom
+    assert drive(reactor, lambda: bool(lost))
+    assert lost == [boom]
 
 
 def test_sixteen_mebibytes_cross_a_real_connection(reactor: Reactor, certs: Certs) -> None:
