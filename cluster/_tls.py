@@ -196,7 +196,10 @@ class TLSTransport:
             return
         if not self._handshake_done:
             self._advance_handshake()
-            if not self._handshake_done:
+            if not self._handshake_done or self._lost:
+                return
+            if self._closing:  # closed from connection_made
+                self._discard()
                 return
         if not self._read_paused:
             self._read_records(len(data))
