@@ -1,0 +1,312 @@
+"""QtReactor: Plait inside Qt's event loop (PySide6, offscreen), and the GUI stays live.
+
+The test sets ``QT_QPA_PLATFORM=offscreen`` before Qt starts, so no display is
+needed. One ``QApplication`` serves the whole module (Qt allows one per process);
+each test makes its own reactor on it. The transport conformance suite runs on
+``QtReactor`` too (TCP), through the same ``ReactorPairBuilder`` as the other
+reactors.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from plait.cluster import interfaces
+from plait.cluster.defer import Deferred, ensure_deferred, gather
+from plait.cluster.protocol import Protocol
+from plait.cluster.reactor import QtReactor, ReactorNotRunning
+from tests.conformance.suite import PairBuilder, ReactorPairBuilder, TransportConformance
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+try:
+    from PySide6 import QtCore, QtWidgets
+except ImportError as exc:  # e.g. libEGL/libGL missing: see .ci/system-deps
+    pytest.skip(f"PySide6 cannot be imported: {exc}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def app() -> Any:
+    existing = QtWidgets.QApplication.instance()
+    return existing if existing is not None else QtWidgets.QApplication([])
+
+
+@pytest.fixture
+def reactor(app: Any) -> Iterator[QtReactor]:
+    r = QtReactor(app)
+    yield r
+    r.close()
+
+
+def run_until_stopped(reactor: QtReactor, limit: float = 5.0) -> None:
+    timed_out: list[bool] = []
+
+    def give_up() -> None:
+        timed_out.append(True)
+        reactor.stop()
+
+    guard = reactor.call_later(limit, give_up)
+    reactor.run(install_signal_handlers=False)
+    assert not timed_out, f"still running after {limit} s"
+    if guard.active():
+        guard.cancel()
+
+
+# --------------------------------------------------------- the GUI stays live
+
+
+class Echo(Protocol):
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class Client(Protocol):
+    """Ping-pongs 64-byte messages, one in flight, until the reactor's clock passes ``until``."""
+
+    def __init__(self, clock: Any, until: float) -> None:
+        self.clock = clock
+        self.until = until
+        self.done: Deferred[int] = Deferred()
+        self.echoed = 0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        transport.write(b"x" * 64)
+
+    def data_received(self, data: bytes) -> None:
+        self.echoed += len(data)
+        if self.echoed % 64:
+            return
+        if self.clock.seconds() < self.until:
+            self.transport.write(b"x" * 64)
+        else:
+            self.transport.close()
+            self.done.callback(self.echoed // 64)
+
+
+def test_a_qt_timer_keeps_ticking_while_plait_serves_clients(reactor: QtReactor) -> None:
+    clients, serving = 20, 0.3
+    label = QtWidgets.QLabel("ticks: 0")
+    label.show()
+    ticks: list[float] = []
+
+    def tick() -> None:
+        ticks.append(reactor.seconds())
+        label.setText(f"ticks: {len(ticks)}")
+
+    timer = QtCore.QTimer()
+    timer.timeout.connect(tick)
+    timer.start(10)
+    window: list[float] = []
+    port = reactor.listen_tcp(0, Echo, interface="127.0.0.1")
+
+    async def serve() -> list[int]:
+        window.append(reactor.seconds())
+        protocols = [Client(reactor, window[0] + serving) for _ in range(clients)]
+        for protocol in protocols:
+            await reactor.connect_tcp("127.0.0.1", port.get_host()[1],
+                                      functools.partial(lambda p: p, protocol), timeout=5)
+        round_trips = await gather([p.done for p in protocols])
+        window.append(reactor.seconds())
+        await port.stop_listening()
+        return round_trips
+
+    result: list[Any] = []
+    reactor.call_when_running(
+        lambda: ensure_deferred(serve()).add_both(result.append).add_both(
+            lambda _: reactor.stop()))
+    try:
+        run_until_stopped(reactor, limit=20)
+    finally:
+        timer.stop()
+        label.close()
+    (round_trips,) = result
+    assert len(round_trips) == clients and min(round_trips) >= 10, round_trips
+    start, end = window
+    assert end - start >= serving
+    during = [t for t in ticks if start <= t <= end]
+    # A 10 ms timer over a 300 ms window ticks ~30 times; a starved GUI loop
+    # would tick once or not at all. The longest silence stays short too.
+    assert len(during) >= 10, (len(during), end - start)
+    gaps = [b - a for a, b in zip([start, *during], [*during, end], strict=True)]
+    assert max(gaps) < 0.15, gaps
+    assert label.text() == f"ticks: {len(ticks)}"
+
+
+# ------------------------------------------------------------- the reactor
+
+
+@pytest.mark.parametrize("iface", [
+    interfaces.IReactorCore, interfaces.IReactorTime, interfaces.IReactorFDSet,
+    interfaces.IReactorTCP, interfaces.IReactorThreads, interfaces.IReactorProcess,
+    interfaces.IReactorUDP, interfaces.IReactorUNIX, interfaces.IReactorSSL,
+])
+def test_qt_reactor_provides_every_interface_of_the_native_reactor(
+        reactor: QtReactor, iface: Any) -> None:
+    assert verifyObject(iface, reactor)
+
+
+def test_callbacks_timers_and_thread_calls_run_in_order(reactor: QtReactor) -> None:
+    got: list[Any] = []
+    reactor.call_soon(got.append, "soon")
+    reactor.call_soon(lambda *, k: got.append(k), k="kw")
+    reactor.call_soon(got.append, "cancelled").cancel()
+    reactor.call_later(0.02, got.append, "later")
+    moved = reactor.call_later(10, got.append, "moved")
+    moved.reset(0.03)
+    gone = reactor.call_later(0.01, got.append, "never")
+    gone.cancel()
+    assert reactor.get_delayed_calls() == sorted([moved, *[
+        c for c in reactor.get_delayed_calls() if c is not moved]])
+
+    def from_thread() -> None:
+        got.append(("thread", reactor.in_reactor_thread()))
+        reactor.call_later(0.01, reactor.stop)
+
+    reactor.call_later(0.04, lambda: threading.Thread(
+        target=reactor.call_from_thread, args=(from_thread,)).start())
+    run_until_stopped(reactor)
+    assert got == ["soon", "kw", "later", "moved", ("thread", True)]
+
+
+def test_an_exception_in_a_callback_is_logged_and_the_loop_goes_on(
+        reactor: QtReactor, caplog: pytest.LogCaptureFixture) -> None:
+    got: list[str] = []
+
+    def boom() -> None:
+        raise ValueError("boom")
+
+    reactor.call_soon(boom)
+    reactor.call_later(0, boom)
+    reactor.call_later(0.01, got.append, "after")
+    reactor.call_later(0.02, reactor.stop)
+    run_until_stopped(reactor)
+    assert got == ["after"]
+    assert sum("boom" in str(r.exc_info[1]) for r in caplog.records if r.exc_info) == 2
+
+
+def test_readers_and_writers_use_socket_notifiers(reactor: QtReactor) -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    try:
+        def on_read() -> None:
+            got.append(a.recv(10))
+            assert reactor.remove_reader(a)
+            reactor.stop()
+
+        def on_write(data: bytes) -> None:
+            assert reactor.remove_writer(b)
+            b.send(data)
+
+        reactor.add_reader(a, on_read)
+        reactor.add_writer(b, on_write, b"hi")
+        assert reactor.get_readers() == [a.fileno()]
+        assert reactor.get_writers() == [b.fileno()]
+        run_until_stopped(reactor)
+        assert got == [b"hi"]
+        assert not reactor.remove_reader(a) and not reactor.remove_writer(b)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("bad", ["3", None, -1])
+def test_bad_arguments_are_refused(reactor: QtReactor, bad: Any) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        reactor.add_reader(bad, print)
+    with pytest.raises(TypeError):
+        reactor.call_soon(bad)
+    with pytest.raises((TypeError, ValueError)):
+        reactor.call_later(-1 if bad is None else 1, bad)
+
+
+def test_run_stop_close_states(reactor: QtReactor) -> None:
+    with pytest.raises(ReactorNotRunning):
+        reactor.stop()
+    got: list[str] = []
+    reactor.add_system_event_trigger("before", "startup", got.append, "startup")
+    reactor.add_system_event_trigger("after", "shutdown", got.append, "shutdown")
+    for _ in range(2):  # runs again after a stop
+        reactor.call_when_running(reactor.stop)
+        run_until_stopped(reactor)
+    assert got == ["startup", "shutdown"] * 2
+    reactor.close()
+    with pytest.raises(RuntimeError):
+        reactor.run()
+
+
+def test_start_runs_the_reactor_in_a_loop_the_application_runs(
+        reactor: QtReactor, app: Any) -> None:
+    got: list[Any] = []
+    reactor.call_when_running(got.append, "running")
+    reactor.start()
+
+    def later() -> None:
+        got.append(reactor.running)
+        reactor.stop()
+
+    reactor.call_later(0.01, later)
+    QtCore.QTimer.singleShot(100, app.quit)
+    app.exec()
+    assert got == ["running", True]
+    assert not reactor.running
+
+
+def test_a_signal_arrives_as_a_loop_callback(reactor: QtReactor) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals need the main thread")
+    got: list[int] = []
+
+    def on_usr1(signum: int) -> None:
+        got.append(signum)
+        reactor.stop()
+
+    reactor.add_signal_handler(signal.SIGUSR1, on_usr1, signal.SIGUSR1)
+    reactor.call_when_running(os.kill, os.getpid(), signal.SIGUSR1)
+    try:
+        run_until_stopped(reactor)
+    finally:
+        assert reactor.remove_signal_handler(signal.SIGUSR1)
+    assert got == [signal.SIGUSR1]
+
+
+def test_without_an_application_the_reactor_is_refused(app: Any) -> None:
+    # The module's application exists, so check the branch through a stand-in.
+    class NoApp:
+        @staticmethod
+        def instance() -> None:
+            return None
+
+    real = QtCore.QCoreApplication
+    QtCore.QCoreApplication = NoApp  # type: ignore[misc,assignment]
+    try:
+        with pytest.raises(RuntimeError):
+            QtReactor()
+    finally:
+        QtCore.QCoreApplication = real  # type: ignore[misc]
+
+
+# ------------------------------------------------------------ conformance
+
+
+class TestTCPTransportOnQt(TransportConformance):
+    @pytest.fixture
+    def builder(self, app: Any) -> Iterator[PairBuilder]:
+        builder = ReactorPairBuilder(
+            "tcp-qt",
+            lambda: QtReactor(app),
+            listen=lambda reactor, factory: reactor.listen_tcp(0, factory, interface="127.0.0.1"),
+            connect=lambda reactor, port, factory: reactor.connect_tcp(
+                "127.0.0.1", port.get_host()[1], factory, timeout=5),
+        )
+        yield builder
+        builder.close()
