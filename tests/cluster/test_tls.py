@@ -345,6 +345,35 @@ def test_close_sends_close_notify_and_closes_after_the_peer_answers(
     assert app.lost == [None]
 
 
+def test_a_protocol_that_closes_in_connection_made_gets_no_data(
+    certs: Certs, server: TLSOptions
+) -> None:
+    class Quick(Recorder):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            transport.write(b"bye")
+            transport.close()
+
+    clock = Clock()
+    app = Quick()
+    tls = TLSTransport(clock, server, app)
+    pump = connect_in_memory(tls, Recorder(), clock=clock, greet=False)
+    client = good_client(certs).conn
+    with pytest.raises(SSL.WantReadError):
+        client.do_handshake()
+    tls.data_received(client.bio_read(65536))
+    client.bio_write(pump.server_transport.value())
+    pump.server_transport.clear()
+    client.do_handshake()
+    client.sendall(b"too late")
+    tls.data_received(client.bio_read(65536))  # Finished and data in one piece
+    assert app.events == ["made"]
+    client.bio_write(pump.server_transport.value())
+    assert client.recv(100) == b"bye"
+    with pytest.raises(SSL.ZeroReturnError):
+        client.recv(100)
+
+
 def test_close_notify_from_the_peer_is_eof_received(certs: Certs, server: TLSOptions) -> None:
     peer = good_client(certs)
     _, app, pump, _ = serve_peer(certs, server, peer)
