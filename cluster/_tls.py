@@ -482,12 +482,13 @@ class TLSTransport:
 
     def _encrypt(self, data: bytes) -> None:
         send = self._send
-        view = memoryview(data)
         total = len(data)
-        sent = 0
         try:
-            while sent < total:
-                sent += send(view[sent:] if sent else data)
+            sent = send(data)
+            if sent < total:  # a partial write: rare with memory BIOs
+                view = memoryview(data)
+                while sent < total:
+                    sent += send(view[sent:])
         except _SSLError as exc:
             self._on_record_error(exc)
             return
