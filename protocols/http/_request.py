@@ -3,7 +3,8 @@
 Theory of operation. The server builds a ``Request`` from the core's request event
 and does as little as it can up front: ``method``, ``path``, ``query`` and
 ``version`` are computed from the raw bytes on first use and cached, and
-``headers`` is the core's ``Headers`` object itself (no copy). The body arrives
+``headers`` is the core's ``Headers`` object itself (the fast path, which reuses
+one parse for identical heads, copies it on first use). The body arrives
 later, event by event, into a body source that the server supplies (its
 ``RequestBody``, in ``streams.py``, which hands out Deferreds; this module stays
 sans-IO): ``await request.body()`` collects it whole, ``request.stream()`` hands out
@@ -113,7 +114,8 @@ class Request:
         "_path",
         "_query",
         "client",
-        "headers",
+        "_headers",
+        "_headers_from",
         "http_version",
         "postpath",
         "prepath",
@@ -137,7 +139,8 @@ class Request:
     ) -> None:
         self.raw_method = method
         self.target = target
-        self.headers = headers if headers is not None else Headers()
+        self._headers = headers if headers is not None else Headers()
+        self._headers_from: Headers | None = None
         self.http_version = http_version
         self.client = client
         self.server = server
@@ -152,6 +155,48 @@ class Request:
         self._query: dict[str, list[str]] | None = None
         self.prepath: list[str] = []
         self.postpath: list[str] = []
+
+    @classmethod
+    def _sharing(
+        cls,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        http_version: bytes,
+        client: Any,
+        server: Any,
+        reactor: Any,
+    ) -> Request:
+        """A bodiless request whose headers are copied from ``headers`` on first use
+        (the server's fast path reuses one parse for repeated identical heads)."""
+        self = cls.__new__(cls)
+        self.raw_method = method
+        self.target = target
+        self._headers = None  # type: ignore[assignment]
+        self._headers_from = headers
+        self.http_version = http_version
+        self.client = client
+        self.server = server
+        self.reactor = reactor
+        self._body = _EMPTY_BODY
+        self._path = None
+        self._query = None
+        self.prepath = []
+        self.postpath = []
+        return self
+
+    @property
+    def headers(self) -> Headers:
+        """The header fields: case-insensitive names, ``bytes`` values, repeats kept."""
+        headers = self._headers
+        if headers is None:
+            assert self._headers_from is not None
+            headers = self._headers = self._headers_from.copy()
+        return headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self._headers = headers
 
     @property
     def method(self) -> str:

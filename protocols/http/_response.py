@@ -48,6 +48,12 @@ def _pairs(headers: HeaderInput) -> list[tuple[bytes, bytes]]:
     return [(to_bytes(name), to_bytes(value)) for name, value in items]
 
 
+def _items(headers: HeaderInput) -> Iterable[tuple[bytes | str, bytes | str]]:
+    if headers is None:
+        return ()
+    return headers.items() if isinstance(headers, Mapping) else headers
+
+
 _LINES: dict[tuple[bytes | str, bytes | str], tuple[bytes, bytes]] = {}
 _LINES_MAX = 1024  # bounded: applications that vary values cannot grow it forever
 
@@ -141,7 +147,8 @@ class Response:
             if raw is None:
                 fields = b""
             else:
-                items = raw.items() if isinstance(raw, Mapping) else raw
+                # list/tuple first: an isinstance on Mapping (an ABC) costs a Python call.
+                items = raw if isinstance(raw, list | tuple) else _items(raw)
                 parts = []
                 for name, value in items:
                     lower, line = _field_line(name, value)

@@ -260,6 +260,7 @@ class HTTPServerProtocol:
         self._deadline = 0.0
         self._deadline_kind: str | None = None
         self._timer: Any = None
+        self._timer_at = 0.0  # when the timer is due
 
     # -- IProtocol -------------------------------------------------------------------
 
@@ -267,7 +268,7 @@ class HTTPServerProtocol:
         site = self._site
         self.transport = transport
         reactor = site.reactor or _reactor_of(transport)
-        if reactor is None:
+        if reactor is None and site.clock is None:
             from plait.cluster.reactor import get_reactor
 
             reactor = get_reactor()
@@ -376,14 +377,8 @@ class HTTPServerProtocol:
             method, target, pristine = event.method, event.target, event.headers
             self._last_head = data
             self._last_parsed = (method, target, version, pristine, keep)
-        request = Request(
-            method,
-            target,
-            pristine.copy(),
-            version,
-            client=self._peer,
-            server=self._sock,
-            reactor=self._reactor,
+        request = Request._sharing(
+            method, target, pristine, version, self._peer, self._sock, self._reactor
         )
         self._fast_ok = False
         self._deadline_kind = None
@@ -620,6 +615,7 @@ class HTTPServerProtocol:
     def _response_done(self) -> None:
         request = self._request
         self._request = None
+        self._head_sent = False
         self._site.requests += 1
         if request is not None and access_enabled():
             if request.raw_method == b"HEAD":
@@ -637,6 +633,7 @@ class HTTPServerProtocol:
             # _end_of_body starts the next cycle.
             self._discarding = True
             self._body = None
+            self._resume_reading()
 
     def _next_cycle(self) -> None:
         conn = self._conn
@@ -779,6 +776,9 @@ class HTTPServerProtocol:
         if self._head_sent and self._request is not None:
             self._abort()
             return
+        if self._conn.our_state not in (State.IDLE, State.SEND_RESPONSE):
+            self._close()  # answered already (a body being discarded): just close
+            return
         self._must_close = True
         if self._request is None:
             self._request = Request(b"-", b"-", client=self._peer)
@@ -804,11 +804,12 @@ class HTTPServerProtocol:
         deadline = self._clock.seconds() + seconds
         self._deadline_kind = kind
         self._deadline = deadline
-        timer = self._timer
-        if timer is None:
+        if self._timer is None:
             self._timer = self._clock.call_later(seconds, self._on_timer)
-        elif deadline < timer.get_time():
-            timer.reset(seconds)
+            self._timer_at = deadline
+        elif deadline < self._timer_at:
+            self._timer.reset(seconds)
+            self._timer_at = deadline
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -818,6 +819,7 @@ class HTTPServerProtocol:
         now = self._clock.seconds()
         if now < self._deadline:
             self._timer = self._clock.call_later(self._deadline - now, self._on_timer)
+            self._timer_at = self._deadline
             return
         self._deadline_kind = None
         _log.debug("%s timeout on the connection from %r", kind, self._peer)

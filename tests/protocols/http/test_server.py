@@ -741,3 +741,51 @@ def test_a_client_that_leaves_mid_body_fails_the_body_quietly(
     with caplog.at_level(logging.WARNING, logger="plait.http"):
         served.transport.abort()
     assert caplog.text == ""
+
+
+def test_a_large_unread_body_is_discarded_without_stalling() -> None:
+    served = serve(hello)
+    body = b"z" * 200_000
+    served.feed(post(body)[:100_000])
+    assert one(served.take(), "POST").status == 200
+    assert served.transport.is_reading()
+    served.feed(post(body)[100_000:] + GET)
+    assert one(served.take()).body == b"Hello, World!"
+
+
+def test_a_discarded_body_that_stalls_is_closed_without_a_second_answer() -> None:
+    served = serve(hello, body_timeout=5)
+    served.feed(post(b"0123456789")[:-5])
+    assert one(served.take(), "POST").status == 200
+    served.clock.advance(5)
+    assert served.transport.is_closing()
+    assert served.take() == b""
+
+
+def test_a_discarded_body_that_breaks_is_closed_without_a_second_answer() -> None:
+    served = serve(hello)
+    served.feed(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert one(served.take(), "POST").status == 200
+    served.feed(b"not-a-chunk-size\r\n")
+    assert served.transport.is_closing()
+    assert served.take() == b""
+
+
+def test_unread_body_bytes_past_the_high_water_mark_pause_reading() -> None:
+    chunks: list[bytes] = []
+    gate: Deferred[None] = Deferred()
+
+    async def app(request: Request) -> str:
+        await gate
+        async for chunk in request.stream():
+            chunks.append(chunk)
+        return "read"
+
+    served = serve(app)
+    served.feed(post(b"a" * 100_000)[:-30_000])
+    assert not served.transport.is_reading()
+    gate.callback(None)
+    assert served.transport.is_reading()
+    served.feed(b"a" * 30_000)
+    assert one(served.take(), "POST").body == b"read"
+    assert sum(map(len, chunks)) == 100_000
