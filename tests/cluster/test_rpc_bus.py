@@ -357,3 +357,18 @@ def test_ten_thousand_concurrent_calls_are_all_answered_and_nothing_is_kept(net:
     assert server.statistics().calls_serving == client.statistics().calls_in_flight == 0
     assert net.clock.get_delayed_calls() == []
     gc.collect()
+
+
+def test_a_call_on_the_wire_has_exactly_the_documented_layout(net: Net) -> None:
+    server = net.started("server", bind="memory://s")
+    raw = RawPeer(net, "memory://s")
+    raw.hello()
+    d = server.call("raw", "ping", 1, b"x", k="v", timeout=5)
+    net.run()
+    call = raw.last("call")
+    assert call == {
+        "v": 1, "t": "call", "id": call["id"], "method": "ping",
+        "args": [1, b"x"], "kwargs": {"k": "v"}, "timeout": 5,
+    }
+    raw.send({"v": 1, "t": "result", "id": call["id"], "value": "pong"})
+    assert result_of(d) == "pong"

@@ -2,8 +2,9 @@
 
 Usage: python rpc_child.py NAME BIND [KEYFILE]
 
-Binds BIND, exposes a few methods, prints ``READY <endpoint>`` once started, and
-runs until killed. With KEYFILE, the bus uses CURVE with the keys in it.
+Binds BIND (or, written ``connect:ADDRESS``, connects to ADDRESS), exposes a few
+methods, prints ``READY <endpoint>`` once started, and runs until killed. With
+KEYFILE, the bus uses CURVE with the keys in it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ def main() -> None:
     name, bind = sys.argv[1], sys.argv[2]
     curve = _rpc_keys.load(sys.argv[3]) if len(sys.argv) > 3 else None
     reactor = Reactor()
-    bus = Bus(name, reactor, bind=bind, curve=curve, heartbeat=0.2, heartbeat_timeout=0.6)
+    if bind.startswith("connect:"):
+        where: dict[str, Any] = {"connect": [bind[len("connect:") :]]}
+    else:
+        where = {"bind": bind}
+    bus = Bus(name, reactor, curve=curve, heartbeat=0.2, heartbeat_timeout=0.6, **where)
     bus.expose("add", lambda a, b: a + b)
     bus.expose("echo", lambda *args, **kwargs: [args, kwargs])
     bus.expose("never", lambda: Deferred())

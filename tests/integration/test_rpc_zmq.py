@@ -85,7 +85,9 @@ def started(reactor: Reactor, *buses: _Bus) -> None:
 def child(run_dir: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], str]]]:
     procs: list[subprocess.Popen[str]] = []
 
-    def spawn(name: str, bind: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    def spawn(
+        name: str, bind: str, *extra: str, ready: bool = True
+    ) -> tuple[subprocess.Popen[str], str]:
         proc = subprocess.Popen(
             [sys.executable, str(CHILD), name, bind, *extra],
             stdout=subprocess.PIPE,
@@ -93,6 +95,8 @@ def child(run_dir: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], 
         )
         procs.append(proc)
         assert proc.stdout is not None
+        if not ready:  # a child that connects to us starts once our reactor answers
+            return proc, ""
         line = proc.stdout.readline()  # bounded by the child's own start (pytest timeout)
         assert line.startswith("READY "), line
         return proc, line.split()[1]
@@ -266,6 +270,41 @@ def test_a_callee_killed_mid_call_fails_the_call_with_peer_lost(
     assert isinstance(box[0], Failure) and box[0].check(PeerLost)
     assert time.monotonic() - start < 2.0  # the documented bound for a killed process
     client.stop()
+
+
+def test_a_killed_node_that_had_connected_to_us_is_lost_and_its_calls_fail(
+    reactor: Reactor, run_dir: Path, child: Callable[..., Any]
+) -> None:
+    address = f"ipc://{run_dir}/hub.sock"
+    hub = Bus("hub", reactor, bind=address)
+    started(reactor, hub)
+    proc, _ = child("worker-0", f"connect:{address}", ready=False)
+    run_until(reactor, lambda: hub.nodes() == ["worker-0"], timeout=10)
+    box = outcome(hub.call("worker-0", "never"))
+    run_until(reactor, lambda: hub.statistics().calls_in_flight == 1)
+    os.kill(proc.pid, signal.SIGKILL)
+    run_until(reactor, lambda: bool(box), timeout=5)
+    assert isinstance(box[0], Failure) and box[0].check(PeerLost)
+    assert hub.nodes() == []
+
+
+def test_a_restarted_node_is_called_again_after_its_new_hello(
+    reactor: Reactor, run_dir: Path, child: Callable[..., Any]
+) -> None:
+    address = f"ipc://{run_dir}/svc.sock"
+    first, _ = child("svc", address)
+    client = Bus("client", reactor, connect=[address])
+    started(reactor, client)
+    before = outcome(client.call("svc", "pid"))
+    run_until(reactor, lambda: bool(before))
+    first.kill()
+    first.wait(5)
+    run_until(reactor, lambda: client.nodes() == [])
+    child("svc", address)
+    run_until(reactor, lambda: client.nodes() == ["svc"], timeout=10)
+    after = outcome(client.call("svc", "pid"))
+    run_until(reactor, lambda: bool(after))
+    assert isinstance(after[0], int) and after[0] != before[0]
 
 
 def test_a_frozen_callee_is_found_dead_by_zmtp_heartbeats(
