@@ -47,7 +47,7 @@ from zope.interface import implementer
 
 from plait.cluster.defer import CancelledError, Deferred, maybe_deferred, succeed
 from plait.cluster.failure import Failure
-from plait.cluster.interfaces import IProtocol
+from plait.cluster.interfaces import IProtocol, IProtocolFactory
 
 from ._access_log import access_enabled, access_logger, log_access
 from ._connection import Connection
@@ -130,6 +130,7 @@ def _as_app(app: object) -> App:
     return app
 
 
+@implementer(IProtocolFactory)
 class Site:
     """An HTTP/1.1 server: a protocol factory for ``listen_tcp`` and endpoints.
 
@@ -186,6 +187,12 @@ class Site:
     def build_protocol(self, addr: object) -> HTTPServerProtocol:
         """Twisted's factory method: a new protocol (``addr`` is ignored)."""
         return HTTPServerProtocol(self)
+
+    def start_factory(self) -> None:
+        """Twisted's hook before the first connection (nothing to do)."""
+
+    def stop_factory(self) -> None:
+        """Twisted's hook after the last listener stopped (nothing to do)."""
 
     def drain(self) -> Deferred[None]:
         """Stop taking requests; fire when the requests in flight have been answered.
@@ -411,8 +418,9 @@ class HTTPServerProtocol:
             conn_line = b"" if request.http_version == b"1.1" else b"Connection: keep-alive\r\n"
         else:
             conn_line = b"Connection: close\r\n"
+        status_line = None if response.reason else _STATUS_LINES.get(response.status)
         head = b"%s%s%sContent-Length: %d\r\n%s\r\n" % (
-            _status_line(response.status, response.reason),
+            status_line or _status_line(response.status, response.reason),
             self._dates.get(),
             fields,
             size,

@@ -10,7 +10,7 @@ import pytest
 from zope.interface.verify import verifyObject
 
 from plait.cluster.defer import Deferred, succeed
-from plait.cluster.interfaces import IProtocol
+from plait.cluster.interfaces import IProtocol, IProtocolFactory
 from plait.protocols.http import (
     Limits,
     Request,
@@ -718,6 +718,9 @@ def test_a_site_refuses_an_app_that_is_not_callable() -> None:
 
 def test_build_protocol_makes_a_new_protocol_for_twisted_users() -> None:
     site = Site(hello)
+    assert verifyObject(IProtocolFactory, site)
+    site.start_factory()
+    site.stop_factory()
     first, second = site.build_protocol(None), site.build_protocol(("127.0.0.1", 1))
     assert first is not second
     assert verifyObject(IProtocol, first)
