@@ -372,3 +372,31 @@ def test_a_call_on_the_wire_has_exactly_the_documented_layout(net: Net) -> None:
     }
     raw.send({"v": 1, "t": "result", "id": call["id"], "value": "pong"})
     assert result_of(d) == "pong"
+
+
+def test_memory_stays_bounded_over_rounds_of_thousands_of_calls(net: Net) -> None:
+    """Each call leaves nothing behind: a second round of calls allocates no more."""
+    import tracemalloc
+
+    server = net.started("server", bind="memory://s")
+    client = net.started("client", connect=("memory://s",))
+    server.expose("echo", lambda x: x)
+
+    def one_round() -> None:
+        calls = [client.call("server", "echo", i) for i in range(3_000)]
+        net.run()
+        assert [result_of(d) for d in calls] == list(range(3_000))
+
+    one_round()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        one_round()
+        gc.collect()
+        first, _ = tracemalloc.get_traced_memory()
+        one_round()
+        gc.collect()
+        second, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert second - first < 64 * 1024, f"grew by {second - first} bytes"
