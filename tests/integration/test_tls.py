@@ -505,6 +505,20 @@ def test_plaintext_http_to_a_tls_port_is_refused_and_logged(
     assert_served(reactor, port, certs)
 
 
+@needs_curl
+def test_curl_speaking_plain_http_to_a_tls_port_is_refused(
+    reactor: Reactor, certs: Certs, tls_logs: pytest.LogCaptureFixture
+) -> None:
+    port = listen(reactor, server_options(certs.server_cert, certs.server_key))
+    child = Child(["curl", "-sS", "--noproxy", "*", "--max-time", "10",
+                   f"http://127.0.0.1:{port}/"])
+    code, output = child.finish(reactor)
+    assert code != 0, output
+    assert "hello" not in output
+    assert drive(reactor, lambda: "http request" in logged(tls_logs))
+    assert_served(reactor, port, certs)
+
+
 def test_a_truncated_handshake_is_logged(
     reactor: Reactor, certs: Certs, tls_logs: pytest.LogCaptureFixture
 ) -> None:
