@@ -17,6 +17,7 @@ from plait.cluster._rpc_errors import (
     TimeoutError,
     WireError,
 )
+from plait.cluster._rpc_keys import CurveKeys
 from plait.cluster._rpc_memory import MemoryNetwork
 from plait.cluster._rpc_peer import DROP_REASONS, BusStatistics
 from plait.cluster._rpc_wire import VERSION as WIRE_VERSION
@@ -28,6 +29,7 @@ __all__ = [
     "BusStatistics",
     "Codec",
     "CodecError",
+    "CurveKeys",
     "MemoryNetwork",
     "NoSuchMethod",
     "PeerLost",
