@@ -279,6 +279,8 @@ class TLSTransport:
                 return
         if not self.handshake.called:
             self.handshake.callback(self)
+        if self._queued and not self._delivering and not self._closing:
+            self._send_queued()
 
     def _handshake_error(self, exc: BaseException) -> TLSError:
         if self._verify_error is not None:
@@ -460,8 +462,8 @@ class TLSTransport:
             data = bytes(data)
         if self._closing or self._eof_written or self._lost or not data:
             return
-        if self._delivering:
-            self._queued.append(data)
+        if self._delivering or not self._handshake_done:
+            self._queued.append(data)  # sent when the delivery loop or handshake ends
             return
         self._encrypt(data)
 
@@ -580,7 +582,7 @@ class TLSTransport:
         self._closing = True
         if not self._eof_written:
             self._shutdown_tls()
-        if self._eof_received or not self._handshake_done:
+        if self._eof_received or not self._handshake_done or not self._lower.can_write_eof():
             self._lower.close()
             return
         # Wait for the peer's answer, reading and dropping what comes first: closing

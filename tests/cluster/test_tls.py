@@ -196,6 +196,19 @@ def test_the_application_is_connected_only_after_the_handshake(
     assert app.transport is tls
 
 
+def test_writes_before_the_handshake_ends_wait_for_it(certs: Certs, server: TLSOptions) -> None:
+    peer = good_client(certs)
+    clock = Clock()
+    app = Recorder()
+    tls = TLSTransport(clock, server, app)
+    pump = connect_in_memory(tls, peer, clock=clock, greet=False)
+    tls.write(b"early")
+    assert tls.get_write_buffer_size() == 5
+    pump.flush()
+    assert bytes(peer.received) == b"early"
+    assert app.lost == []
+
+
 def test_bytes_flow_both_ways(certs: Certs, server: TLSOptions) -> None:
     peer = good_client(certs)
     _, app, pump, _ = serve_peer(certs, server, peer, Recorder(echo=True))
