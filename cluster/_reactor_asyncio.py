@@ -53,6 +53,7 @@ from zope.interface import implementer
 
 from plait.cluster._delayed_call import DelayedCall
 from plait.cluster._fd_table import fileno
+from plait.cluster._reactor_asyncio_stream import AsyncioStreamTransport
 from plait.cluster._reactor_base import ReactorBase, ReactorNotRunning
 from plait.cluster._stream import StreamTransport
 from plait.cluster.interfaces import (
@@ -103,6 +104,18 @@ class _UvloopStreamTransport(StreamTransport):
                 return
 
 
+def _uvloop_tcp_transport(reactor: Any, sock: socket.socket, protocol: Any,
+                          extra: dict[str, Any] | None = None) -> Any:
+    """The transport of a TCP connection on uvloop: uvloop's own, behind Plait's API.
+
+    A ``BufferedProtocol`` (``get_buffer``) keeps the native transport, which reads
+    into its buffer.
+    """
+    if hasattr(protocol, "get_buffer"):
+        return _UvloopStreamTransport(reactor, sock, protocol, extra)
+    return AsyncioStreamTransport(reactor, sock, protocol, extra)
+
+
 def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.split(".")[0] == "uvloop"
 
@@ -146,8 +159,8 @@ class AsyncioReactor(ReactorBase):
         self._writers: set[int] = set()
         if _is_uvloop(self._loop):
             self.stream_transports = {**type(self).stream_transports,
-                                      socket.AF_INET: _UvloopStreamTransport,
-                                      socket.AF_INET6: _UvloopStreamTransport}
+                                      socket.AF_INET: _uvloop_tcp_transport,
+                                      socket.AF_INET6: _uvloop_tcp_transport}
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
