@@ -23,8 +23,9 @@ taken from its write BIO (``bio_read``) and written to the lower transport.
   lower transport; ``resume_reading`` drains what was left on the next turn.
 - Writing: a write made while this transport is delivering (the common "answer in
   ``data_received``" case) is queued, and the queue is encrypted with one
-  ``SSL_write`` and sent with one lower ``write`` when the delivery loop ends; any
-  other write is encrypted and sent at once. ``bio_read`` asks for more than the
+  ``SSL_write`` and sent with one lower ``write`` when the delivery loop ends (a
+  write made before the handshake ends waits for it the same way); any other
+  write is encrypted and sent at once. ``bio_read`` asks for more than the
   ciphertext can be, so one call empties the BIO.
 - Flow control is the lower transport's: its water marks (``set_write_buffer_limits``
   is forwarded), its ``pause_writing``/``resume_writing`` relayed to the application,
