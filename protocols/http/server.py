@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 from zope.interface import implementer
 
-from plait.cluster.defer import CancelledError, Deferred, maybe_deferred, succeed
+from plait.cluster.defer import CancelledError, Deferred
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IProtocol, IProtocolFactory
 
@@ -61,7 +61,7 @@ from ._request import BodyError, Request
 from ._resource import Resource, resource_app
 from ._response import Response, StreamingResponse, coerce_result
 from ._state import SERVER, State
-from .streams import BodyConsumer, RequestBody
+from .streams import RequestBody, ResponseStreamer
 
 __all__ = ["App", "HTTPServerProtocol", "Site"]
 
@@ -77,10 +77,6 @@ _REASONS = {int(s): s.phrase.encode("ascii") for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
 _NO_BODY = (204, 304)
 _HEADER, _BODY, _IDLE = "header", "body", "idle"
-
-
-class _ConnectionGone(ConnectionError):
-    """The client went away while a streaming body was being sent."""
 
 
 def _status_line(status: int, reason: str) -> bytes:
@@ -255,10 +251,8 @@ class HTTPServerProtocol:
         self._head_sent = False
         self._must_close = False
         self._app_d: Deferred[Any] | None = None
-        self._stream_d: Deferred[Any] | None = None
-        self._producer: Any = None
+        self._streamer: ResponseStreamer | None = None
         self._paused = False  # the transport asked us to stop writing
-        self._writable_d: Deferred[None] | None = None
         self._reading_paused = False
         self._advancing = False
         self._again = False
@@ -326,28 +320,21 @@ class HTTPServerProtocol:
         self._timer = None
         if self._body is not None:
             self._body.fail(BodyError("the client closed the connection"))
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            try:
-                producer.stop_producing()
-            except Exception:
-                _log.exception("stop_producing of a response body producer failed")
-        for d in (self._app_d, self._stream_d):
-            if d is not None:
-                d.cancel()
-        self._fire_writable(_ConnectionGone("the client went away"))
+        if self._streamer is not None:
+            self._streamer.stop(ConnectionError("the client went away"))
+        if self._app_d is not None:
+            self._app_d.cancel()
         self._site._forget(self)
 
     def pause_writing(self) -> None:
         self._paused = True
-        if self._producer is not None:
-            self._producer.pause_producing()
+        if self._streamer is not None:
+            self._streamer.pause()
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self._producer is not None:
-            self._producer.resume_producing()
-        self._fire_writable(None)
+        if self._streamer is not None:
+            self._streamer.resume()
 
     def drain(self) -> None:
         """Close now if idle; otherwise close after answering the request in flight."""
@@ -658,39 +645,8 @@ class HTTPServerProtocol:
     # -- streaming bodies -------------------------------------------------------------
 
     def _stream(self, chunks: Any) -> None:
-        if hasattr(chunks, "start_producing"):
-            self._producer = chunks
-            d = maybe_deferred(chunks.start_producing, BodyConsumer(self.write_body))
-            if self._paused:
-                chunks.pause_producing()
-        else:
-            d = Deferred.from_coroutine(self._pump(chunks))
-        self._stream_d = d
-        d.add_callbacks(self._stream_done, self._stream_failed)
-
-    async def _pump(self, chunks: AsyncIterable[bytes | str] | Iterable[bytes | str]) -> None:
-        if isinstance(chunks, AsyncIterable):
-            iterator = aiter(chunks)
-            try:
-                async for chunk in iterator:
-                    self.write_body(chunk)
-                    if self._paused:
-                        await self._writable()
-            finally:
-                aclose = getattr(iterator, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-        else:
-            sync_iterator = iter(chunks)
-            try:
-                for chunk in sync_iterator:
-                    self.write_body(chunk)
-                    if self._paused:
-                        await self._writable()
-            finally:
-                close = getattr(sync_iterator, "close", None)
-                if close is not None:
-                    close()
+        streamer = self._streamer = ResponseStreamer(self.write_body, paused=self._paused)
+        streamer.start(chunks).add_callbacks(self._stream_done, self._stream_failed)
 
     def write_body(self, chunk: bytes | str) -> None:
         """Send one piece of a streaming body (what a body producer's consumer does).
@@ -699,7 +655,7 @@ class HTTPServerProtocol:
             TypeError: ``chunk`` is not bytes or str.
         """
         if self._lost or self._closing:
-            raise _ConnectionGone("the client went away")
+            raise ConnectionError("the client went away")
         if isinstance(chunk, str):
             chunk = chunk.encode("utf-8")
         elif not isinstance(chunk, bytes | bytearray | memoryview):
@@ -709,24 +665,8 @@ class HTTPServerProtocol:
             self._sent += len(chunk)
             self.transport.write(data)
 
-    def _writable(self) -> Deferred[None]:
-        if not self._paused:
-            return succeed(None)
-        if self._writable_d is None:
-            self._writable_d = Deferred()
-        return self._writable_d
-
-    def _fire_writable(self, exc: BaseException | None) -> None:
-        d, self._writable_d = self._writable_d, None
-        if d is not None:
-            if exc is None:
-                d.callback(None)
-            else:
-                d.errback(exc)
-
     def _stream_done(self, _: object) -> None:
-        self._stream_d = None
-        self._producer = None
+        self._streamer = None
         if self._closing:
             return
         try:
@@ -738,8 +678,7 @@ class HTTPServerProtocol:
         self._response_done()
 
     def _stream_failed(self, failure: Failure) -> None:
-        self._stream_d = None
-        self._producer = None
+        self._streamer = None
         if self._closing:
             return
         _log.error("a streaming response body failed:\n%s", failure.get_traceback())

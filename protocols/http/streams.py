@@ -7,18 +7,25 @@ a body still on its way calls ``on_read`` (the server sends ``100 Continue`` the
 when unread chunks pile up past ``high_water`` the server pauses reading, and
 ``on_drained`` resumes it once the application has caught up.
 
-``BodyConsumer`` is what a ``StreamingResponse``'s body producer writes to.
+``ResponseStreamer`` sends the body of a ``StreamingResponse``: it iterates the
+chunks (async or not) or runs the body producer, writing through the server, and
+waits while the transport is paused (``pause``/``resume``): the async iteration
+awaits, a producer gets ``pause_producing``. ``stop`` (the client left) closes the
+iteration or stops the producer. ``BodyConsumer`` is what a producer writes to.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
 
-from plait.cluster.defer import Deferred, fail, succeed
+from plait.cluster.defer import Deferred, fail, maybe_deferred, succeed
 
-__all__ = ["BodyConsumer", "RequestBody"]
+__all__ = ["BodyConsumer", "RequestBody", "ResponseStreamer"]
+
+_log = logging.getLogger("plait.http")
 
 
 class RequestBody:
@@ -154,3 +161,99 @@ class BodyConsumer:
             ConnectionError: the client went away.
         """
         self._write(data)
+
+
+class ResponseStreamer:
+    """Sends one streaming response body with back-pressure.
+
+    Args:
+        write: Sends one chunk (raises ``ConnectionError`` once the client left).
+        paused: Whether the transport is paused already.
+    """
+
+    def __init__(self, write: Callable[[bytes | str], None], *, paused: bool = False) -> None:
+        self._write = write
+        self._paused = paused
+        self._producer: Any = None
+        self._writable: Deferred[None] | None = None
+        self._done: Deferred[Any] | None = None
+
+    def start(self, chunks: Any) -> Deferred[Any]:
+        """Start sending ``chunks``: an (async) iterable, or a body producer.
+
+        Returns:
+            A Deferred that fires when the body has been written, or errbacks
+            with what the iteration or the producer raised (``ConnectionError``
+            when the client left).
+        """
+        if hasattr(chunks, "start_producing"):
+            self._producer = chunks
+            done = maybe_deferred(chunks.start_producing, BodyConsumer(self._write))
+            if self._paused:
+                chunks.pause_producing()
+        else:
+            done = Deferred.from_coroutine(self._pump(chunks))
+        self._done = done
+        return done
+
+    def pause(self) -> None:
+        """The transport's buffer is full: stop producing."""
+        self._paused = True
+        if self._producer is not None:
+            self._producer.pause_producing()
+
+    def resume(self) -> None:
+        """The transport drained: produce again."""
+        self._paused = False
+        if self._producer is not None:
+            self._producer.resume_producing()
+        self._fire(None)
+
+    def stop(self, exc: BaseException) -> None:
+        """The client went away: stop the producer, or end the iteration."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.stop_producing()
+            except Exception:
+                _log.exception("stop_producing of a response body producer failed")
+        if self._done is not None and not self._done.called:
+            self._done.cancel()
+        self._fire(exc)
+
+    def _fire(self, exc: BaseException | None) -> None:
+        d, self._writable = self._writable, None
+        if d is not None:
+            if exc is None:
+                d.callback(None)
+            else:
+                d.errback(exc)
+
+    def _wait_writable(self) -> Deferred[None]:
+        if self._writable is None:
+            self._writable = Deferred()
+        return self._writable
+
+    async def _pump(self, chunks: AsyncIterable[bytes | str] | Iterable[bytes | str]) -> None:
+        if isinstance(chunks, AsyncIterable):
+            iterator = aiter(chunks)
+            try:
+                async for chunk in iterator:
+                    self._write(chunk)
+                    if self._paused:
+                        await self._wait_writable()
+            finally:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        else:
+            sync_iterator = iter(chunks)
+            try:
+                for chunk in sync_iterator:
+                    self._write(chunk)
+                    if self._paused:
+                        await self._wait_writable()
+            finally:
+                close = getattr(sync_iterator, "close", None)
+                if close is not None:
+                    close()
