@@ -9,6 +9,15 @@ printed last. Access logs are off everywhere.
 Run:  .venv/bin/python tests/bench/bench_http.py [--rounds 3] [--secs 5]
       (needs wrk; twisted and aiohttp: .venv/bin/pip install -e '.[test,bench]')
 
+Last run (2026-11-25, shared 2-core machine under load 2-4, 3 rounds, -d5s):
+    round 0 hello: plait 74,027  twisted 14,853  aiohttp 26,182 req/s
+    round 0 16k  : plait 71,589  twisted 13,599  aiohttp 23,221 req/s
+    round 1 hello: plait 65,348  twisted 10,563  aiohttp 23,066 req/s
+    round 1 16k  : plait 52,282  twisted 14,425  aiohttp 22,246 req/s
+    round 2 hello: plait 51,984  twisted 7,723  aiohttp 10,283 req/s
+    round 2 16k  : plait 49,218  twisted 11,323  aiohttp 11,650 req/s
+    hello: plait/twisted x6.19  plait/aiohttp x2.83  (medians of 3 rounds)
+    16k: plait/twisted x4.35  plait/aiohttp x3.08  (medians of 3 rounds)
 """
 import argparse
 import os
