@@ -1,0 +1,460 @@
+"""The HTTP client's per-connection protocol: one ``Connection(CLIENT)`` on a transport.
+
+Theory of operation. An ``HTTPClientProtocol`` runs one ``Exchange`` (a request
+and its response) at a time; the pool (``_client_pool``) decides which exchange
+runs on which connection. ``start`` writes the request head and body: a bytes
+body goes out with the head in one write; an iterable or async iterable of chunks
+is pumped, waiting while the transport is above its high-water mark
+(``pause_writing``); a body producer (Twisted's ``IBodyProducer`` shape,
+snake_cased) writes to a consumer and is paused and resumed with the transport.
+
+Received bytes go through the sans-IO core. The final response head becomes a
+``ClientResponse`` handed to ``exchange.on_response``; its body is fed into a
+``ResponseBody``, which asks for ``pause_reading`` when the reader falls behind.
+When the response has ended, the connection is reusable if both sides are
+``DONE`` and the core keeps it alive (RFC 9112 section 9.3); then
+``start_next_cycle`` runs and ``on_idle`` tells the pool. A response that ends
+while our body is still being sent, ``Connection: close``, a close-delimited body,
+a malformed response, a timeout or a cancellation ends the connection instead:
+it is closed or aborted and never reused, and the pool learns through
+``on_lost``. ``exchange.on_done(exc, head_delivered)`` is called exactly once per
+exchange, with ``exc=None`` when the whole response arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from zope.interface import implementer
+
+from plait.cluster.defer import Deferred, maybe_deferred, succeed
+from plait.cluster.failure import Failure
+from plait.cluster.interfaces import IProtocol
+
+from ._client_response import (
+    ClientResponse,
+    MalformedResponse,
+    ResponseBody,
+    ResponseFailed,
+    ResponseNeverReceived,
+    ResponseTooLarge,
+)
+from ._connection import Connection
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Request,
+    Response,
+)
+from ._headers import Headers
+from ._readers import Limits
+from ._state import CLIENT, State
+
+__all__ = ["Exchange", "HTTPClientProtocol"]
+
+_log = logging.getLogger(__name__)
+_CLIENT_LIMITS = Limits(max_body=None)
+
+
+@dataclass(slots=True, kw_only=True)
+class Exchange:
+    """One request to send on a connection and where its outcome goes.
+
+    Attributes:
+        method: The request method, as on the wire.
+        target: The request target (``/path?query``).
+        headers: Every request header, ``Host`` and framing included.
+        body: ``None``, bytes, an iterable or async iterable of bytes, or a body
+            producer (``start_producing(consumer)``).
+        url: The full URL (for ``ClientResponse.url`` and messages).
+        max_body_size: The largest response body accepted, or ``None``.
+        on_response: Called with the ``ClientResponse`` when its head arrives.
+        on_done: Called once with ``(None, True)`` when the response ended, or
+            ``(exc, head_delivered)`` when the exchange failed.
+    """
+
+    method: bytes
+    target: bytes
+    headers: Headers
+    body: Any
+    url: str
+    max_body_size: int | None
+    on_response: Callable[[ClientResponse], None]
+    on_done: Callable[[BaseException | None, bool], None]
+
+
+class _BodyConsumer:
+    """What a request body producer writes to."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: HTTPClientProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` as part of the request body.
+
+        Raises:
+            ConnectionError: the exchange is over (the connection closed or failed).
+        """
+        self._protocol.write_body(data)
+
+
+@implementer(IProtocol)
+class HTTPClientProtocol:
+    """Runs HTTP/1.1 exchanges, one after another, on one connection.
+
+    Attributes:
+        transport: The connected transport.
+        requests: How many exchanges were started on this connection.
+        lost: True once the connection is gone.
+        on_idle: Called with this protocol when an exchange ended and the
+            connection may carry another (set by the pool).
+        on_lost: Called with this protocol when the connection is lost.
+    """
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.requests = 0
+        self.lost = False
+        self.on_idle: Callable[[HTTPClientProtocol], None] | None = None
+        self.on_lost: Callable[[HTTPClientProtocol], None] | None = None
+        self._conn = Connection(CLIENT, _CLIENT_LIMITS)
+        self._exchange: Exchange | None = None
+        self._body: ResponseBody | None = None
+        self._producer: Any = None
+        self._sending: Deferred[Any] | None = None
+        self._write_paused = False
+        self._writable: Deferred[None] | None = None
+        self._read_paused = False
+        self._eof = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether an exchange is running."""
+        return self._exchange is not None
+
+    # -- IProtocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._exchange is None:
+            # Bytes nobody asked for: the connection cannot be trusted any more.
+            _log.debug("unsolicited %d bytes on an idle HTTP connection; closing", len(data))
+            self.transport.abort()
+            return
+        try:
+            self._conn.receive_data(data)
+        except LocalProtocolError as exc:  # data after EOF: the transport misbehaved
+            self._fail(MalformedResponse(str(exc)))
+            return
+        self._drive()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        if self._exchange is not None:
+            self._conn.receive_data(b"")
+            self._drive()
+        return None  # close our side too
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = True
+        if self._exchange is not None and exc is None and not self._eof:
+            # A clean close without eof_received (TLS close_notify, say) still ends
+            # a close-delimited body.
+            self._eof = True
+            self._conn.receive_data(b"")
+            self._drive()
+        if self._exchange is not None:
+            self._fail(self._lost_error(exc))
+        self._stop_sending()
+        self._fire_writable(ConnectionError("the connection was lost"))
+        on_lost = self.on_lost
+        if on_lost is not None:
+            on_lost(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._producer is not None:
+            self._producer.pause_producing()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._producer is not None:
+            self._producer.resume_producing()
+        self._fire_writable(None)
+
+    # -- running an exchange --------------------------------------------------------------
+
+    def start(self, exchange: Exchange) -> None:
+        """Send ``exchange``'s request; its outcome goes to its callbacks.
+
+        Raises:
+            RuntimeError: an exchange is running already, or the connection is gone.
+        """
+        if self._exchange is not None or self.lost or self.transport is None:
+            raise RuntimeError("this HTTP connection cannot start an exchange now")
+        self._exchange = exchange
+        self._body = None
+        self.requests += 1
+        conn = self._conn
+        body = exchange.body
+        try:
+            head = conn.send(
+                Request(method=exchange.method, target=exchange.target, headers=exchange.headers)
+            )
+            if body is None or isinstance(body, bytes):
+                if body:
+                    head += conn.send(Data(data=body))
+                self.transport.write(head + conn.send(EndOfMessage()))
+                return
+        except LocalProtocolError as exc:
+            self._fail(exc)
+            return
+        self.transport.write(head)
+        if hasattr(body, "start_producing"):
+            self._producer = body
+            sending = maybe_deferred(body.start_producing, _BodyConsumer(self))
+            if self._write_paused and self._producer is not None:
+                body.pause_producing()
+        else:
+            sending = Deferred.from_coroutine(self._pump(body))
+        if self._exchange is exchange and self._sending is None and not sending.called:
+            self._sending = sending
+        sending.add_callbacks(
+            self._body_sent, self._body_failed, callback_args=(exchange,), errback_args=(exchange,)
+        )
+
+    def abort_exchange(self, exc: BaseException) -> None:
+        """Fail the running exchange with ``exc`` and abort the connection."""
+        if self._exchange is not None:
+            self._fail(exc)
+
+    def write_body(self, data: bytes) -> None:
+        """Send one piece of the request body (what a body producer's consumer does).
+
+        Raises:
+            ConnectionError: no request body is being sent on this connection.
+            TypeError: ``data`` is not bytes.
+        """
+        if self._exchange is None or self.lost or self._conn.our_state is not State.SEND_BODY:
+            raise ConnectionError("the request is over; its body cannot be written")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"a request body yielded {type(data).__name__}, not bytes")
+        if data:
+            self.transport.write(self._conn.send(Data(data=bytes(data))))
+
+    async def _pump(self, chunks: AsyncIterable[bytes] | Iterable[bytes]) -> None:
+        if isinstance(chunks, AsyncIterable):
+            iterator = aiter(chunks)
+            try:
+                async for chunk in iterator:
+                    self.write_body(chunk)
+                    if self._write_paused:
+                        await self._wait_writable()
+            finally:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        else:
+            for chunk in chunks:
+                self.write_body(chunk)
+                if self._write_paused:
+                    await self._wait_writable()
+
+    def _wait_writable(self) -> Deferred[None]:
+        if not self._write_paused:
+            return succeed(None)
+        if self._writable is None:
+            self._writable = Deferred()
+        return self._writable
+
+    def _fire_writable(self, exc: BaseException | None) -> None:
+        d, self._writable = self._writable, None
+        if d is not None:
+            if exc is None:
+                d.callback(None)
+            else:
+                d.errback(exc)
+
+    def _body_sent(self, _: object, exchange: Exchange) -> None:
+        self._sending = None
+        self._producer = None
+        if self._exchange is not exchange or self._conn.our_state is not State.SEND_BODY:
+            return
+        try:
+            self.transport.write(self._conn.send(EndOfMessage()))
+        except LocalProtocolError as exc:  # fewer bytes than the Content-Length said
+            self._fail(exc)
+
+    def _body_failed(self, failure: Failure, exchange: Exchange) -> None:
+        self._sending = None
+        self._producer = None
+        if self._exchange is exchange:
+            self._fail(failure.value)
+        else:
+            _log.debug("a request body stopped after its exchange ended: %s", failure.value)
+
+    def _stop_sending(self) -> None:
+        producer, self._producer = self._producer, None
+        sending, self._sending = self._sending, None
+        if producer is not None:
+            try:
+                producer.stop_producing()
+            except Exception:
+                _log.exception("stop_producing of a request body producer failed")
+        if sending is not None and not sending.called:
+            sending.cancel()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _drive(self) -> None:
+        conn = self._conn
+        exchange = self._exchange
+        while exchange is not None and self._exchange is exchange:
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError as exc:
+                error: BaseException
+                if self._eof and (self._body is not None or not conn.trailing_data[0]):
+                    error = self._lost_error(exc)  # closed early, not garbage
+                else:
+                    error = MalformedResponse(f"malformed response to {exchange.url}: {exc.msg}")
+                    error.__cause__ = exc
+                self._fail(error)
+                return
+            event_type = type(event)
+            if event_type is Data:
+                assert isinstance(event, Data)
+                self._received_data(exchange, event.data)
+            elif event_type is Response:
+                assert isinstance(event, Response)
+                self._received_head(exchange, event)
+            elif event_type is EndOfMessage:
+                body = self._body
+                assert body is not None
+                # The connection goes back to the pool before the reader hears of
+                # the end, so a request the reader sends next can reuse it.
+                self._response_ended()
+                body.finish()
+                return
+            elif event_type is ConnectionClosed:
+                self._fail(self._lost_error(None))
+                return
+            elif event is NEED_DATA or event is PAUSED:
+                return
+            else:
+                assert event_type is InformationalResponse  # 100 Continue and the like
+
+    def _received_head(self, exchange: Exchange, head: Response) -> None:
+        limit = exchange.max_body_size
+        if limit is not None:
+            length = head.headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                self._fail(
+                    ResponseTooLarge(
+                        f"the response from {exchange.url} announces {int(length)} bytes,"
+                        f" over the limit of {limit}"
+                    )
+                )
+                return
+        body = self._body = ResponseBody(on_drained=self._drained)
+        response = ClientResponse(
+            status=head.status_code,
+            reason=head.reason.decode("latin-1"),
+            headers=head.headers,
+            version=head.http_version.decode("ascii"),
+            method=exchange.method.decode("ascii"),
+            url=exchange.url,
+            body=body,
+            abort=lambda: self._abort_body(exchange, body),
+        )
+        exchange.on_response(response)
+
+    def _received_data(self, exchange: Exchange, data: bytes) -> None:
+        body = self._body
+        assert body is not None
+        limit = exchange.max_body_size
+        if limit is not None and body.received + len(data) > limit:
+            self._fail(
+                ResponseTooLarge(
+                    f"the response body from {exchange.url} exceeds the limit of {limit} bytes"
+                )
+            )
+            return
+        if body.feed(data) and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _drained(self) -> None:
+        if self._read_paused and not self.lost:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _abort_body(self, exchange: Exchange, body: ResponseBody) -> None:
+        if self._exchange is exchange and self._body is body:
+            self._fail(ResponseFailed(f"the response from {exchange.url} was closed unread"))
+
+    def _response_ended(self) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        conn = self._conn
+        reusable = conn.our_state is State.DONE and conn.their_state is State.DONE and not self.lost
+        self._exchange = None
+        self._body = None
+        if reusable:
+            conn.start_next_cycle()
+            if self._read_paused:
+                self._read_paused = False
+                self.transport.resume_reading()
+        else:
+            self._stop_sending()
+            if not self.lost:
+                self.transport.close()
+        exchange.on_done(None, True)
+        if reusable and self.on_idle is not None and self._exchange is None and not self.lost:
+            self.on_idle(self)
+
+    # -- failing --------------------------------------------------------------------------
+
+    def _lost_error(self, exc: BaseException | None) -> BaseException:
+        exchange = self._exchange
+        url = exchange.url if exchange is not None else "?"
+        error: BaseException
+        if self._body is None:
+            error = ResponseNeverReceived(
+                f"the connection to {url} closed before any response arrived"
+            )
+        else:
+            error = ResponseFailed(
+                f"the connection to {url} closed after {self._body.received} bytes of the body"
+            )
+        error.__cause__ = exc
+        return error
+
+    def _fail(self, exc: BaseException) -> None:
+        exchange = self._exchange
+        if exchange is None:
+            return
+        self._exchange = None
+        body, self._body = self._body, None
+        self._stop_sending()
+        if body is not None:
+            body.fail(exc)
+        if not self.lost and self.transport is not None:
+            self.transport.abort()
+        exchange.on_done(exc, body is not None)
+
+    def __repr__(self) -> str:
+        state = "lost" if self.lost else "busy" if self._exchange is not None else "idle"
+        return f"<HTTPClientProtocol {state} after {self.requests} requests>"

@@ -1,0 +1,534 @@
+"""plait.protocols.http.client: an HTTP/1.1 client with a connection pool.
+
+``Agent(reactor).request(method, url, headers=None, body=None)`` returns a
+Deferred of a ``ClientResponse`` (fired when the response head arrives; await
+``response.read()`` for the body). Module-level ``get`` and ``request`` use a
+default agent on ``get_reactor()``. See docs/http-client.md.
+
+Theory of operation. ``Agent.request`` checks the URL, method, headers and body at
+once (``ValueError``/``TypeError`` raised, not errbacked), builds the request head
+(``Host``, ``User-Agent``, framing: ``Content-Length`` for bytes and sized
+producers, chunked otherwise) and starts a ``_Call``. The call asks the pool for a
+connection to ``(scheme, host, port)``, runs one ``Exchange`` on it and fires the
+Deferred with the response head. One timer (``timeout``) covers the whole call,
+body included; cancelling the Deferred before the head arrives aborts the
+connection (it is never reused). If a *reused* connection closes before any
+response byte arrives, an idempotent request with a replayable body (``None`` or
+bytes) is sent once more on a fresh connection, as Twisted's pool does: the
+server may have closed the idle connection just as the request left.
+
+Redirects are not followed unless ``follow_redirects=True`` (RFC 9110 section
+15.4): 301/302/303 turn a POST into a GET without a body (303: any method but
+HEAD), 307/308 keep method and body when the body can be sent again, and
+``Authorization``/``Cookie`` are dropped on a change of origin.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+from plait.cluster.defer import CancelledError, Deferred
+from plait.cluster.failure import Failure
+from plait.cluster.interfaces import IDelayedCall
+
+from ._abnf import is_token
+from ._client_pool import HTTPConnectionPool, PoolKey
+from ._client_protocol import Exchange, HTTPClientProtocol
+from ._client_response import (
+    ClientResponse,
+    ConnectTimeout,
+    HTTPClientError,
+    MalformedResponse,
+    RequestTimeout,
+    ResponseFailed,
+    ResponseNeverReceived,
+    ResponseTooLarge,
+    TooManyRedirects,
+)
+from ._headers import Headers, to_bytes
+
+__all__ = [
+    "Agent",
+    "ClientResponse",
+    "ConnectTimeout",
+    "HTTPClientError",
+    "HTTPConnectionPool",
+    "MalformedResponse",
+    "RequestTimeout",
+    "ResponseFailed",
+    "ResponseNeverReceived",
+    "ResponseTooLarge",
+    "TooManyRedirects",
+    "get",
+    "request",
+]
+
+HeaderInput = Headers | Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[Any, Any]] | None
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_BODY_EXPECTED = frozenset({b"POST", b"PUT", b"PATCH"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_USER_AGENT = b"plait/0.1"
+
+
+class _Unset(enum.Enum):
+    """Marks "no timeout given" (``None`` means "no timeout")."""
+
+    UNSET = "unset"
+
+
+class Agent:
+    """Makes HTTP requests over pooled, kept-alive connections.
+
+    Args:
+        reactor: Connects (``connect_tcp``, ``connect_ssl``) and keeps time.
+        pool: The connection pool; default: a new ``HTTPConnectionPool``.
+        connect_timeout: Seconds to wait for a connection (TLS handshake included).
+        timeout: Default seconds for a whole request, body included; ``None``: none.
+        max_body_size: Largest response body accepted; ``None``: no limit.
+        follow_redirects: Follow 3xx redirects (off by default).
+        max_redirects: Most redirects followed for one request.
+        tls_options: ``tls_options(host)`` returns the TLS client options for an
+            ``https`` URL; default: ``plait.cluster.tls.client_options(host)``.
+
+    Example:
+        >>> from plait.cluster.testing import MemoryReactor
+        >>> agent = Agent(MemoryReactor())
+        >>> d = agent.request("GET", "http://example.com/")
+        >>> agent.request("GET", "ftp://example.com/")
+        Traceback (most recent call last):
+        ...
+        ValueError: unsupported URL scheme 'ftp' in 'ftp://example.com/' (use http or https)
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        pool: HTTPConnectionPool | None = None,
+        connect_timeout: float = 30.0,
+        timeout: float | None = None,
+        max_body_size: int | None = None,
+        follow_redirects: bool = False,
+        max_redirects: int = 10,
+        tls_options: Any = None,
+    ) -> None:
+        if not connect_timeout > 0:
+            raise ValueError(f"connect_timeout must be > 0, not {connect_timeout!r}")
+        _check_timeout(timeout)
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError(f"max_body_size must be >= 0, not {max_body_size!r}")
+        self.reactor = reactor
+        self.pool = pool if pool is not None else HTTPConnectionPool(reactor)
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.max_body_size = max_body_size
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        self._tls_options = tls_options
+
+    def request(
+        self,
+        method: str | bytes,
+        url: str,
+        headers: HeaderInput = None,
+        body: Any = None,
+        *,
+        timeout: float | _Unset | None = _Unset.UNSET,
+    ) -> Deferred[ClientResponse]:
+        """Send a request; a Deferred of the response, fired when its head arrives.
+
+        Args:
+            method: ``"GET"``, ``"POST"``, ...
+            url: An ``http://`` or ``https://`` URL.
+            headers: Extra request headers (``Headers``, a mapping or pairs).
+            body: ``None``; bytes; an iterable or async iterable of bytes chunks
+                (sent chunked unless ``headers`` give a ``Content-Length``); or a
+                body producer with ``start_producing(consumer)`` and ``length``.
+            timeout: Seconds for this whole request, body included (default: the
+                agent's ``timeout``).
+
+        Returns:
+            A Deferred of the ``ClientResponse``. It errbacks with
+            ``ConnectionRefusedError`` (or another ``OSError``), ``ConnectTimeout``,
+            ``RequestTimeout``, ``ResponseNeverReceived``, ``MalformedResponse``,
+            ``ResponseTooLarge``, ``TooManyRedirects``, a TLS error, or
+            ``CancelledError`` when cancelled.
+
+        Raises:
+            ValueError: an invalid URL, unsupported scheme, bad method or header.
+            TypeError: a body of an unsupported type.
+        """
+        limit = self.timeout if isinstance(timeout, _Unset) else timeout
+        _check_timeout(limit)
+        prepared = _prepare(method, url, headers, body)
+        if self.follow_redirects and prepared.method != b"CONNECT":
+            return Deferred.from_coroutine(self._follow(prepared, limit))
+        return _Call(self, prepared, limit).deferred
+
+    async def _follow(self, prepared: _Prepared, limit: float | None) -> ClientResponse:
+        history: list[ClientResponse] = []
+        while True:
+            response = await _Call(self, prepared, limit).deferred
+            location = response.headers.get(b"location")
+            if response.status not in _REDIRECTS or location is None:
+                response.history = history
+                return response
+            if len(history) >= self.max_redirects:
+                response.close()
+                raise TooManyRedirects(
+                    f"more than {self.max_redirects} redirects from {prepared.url}"
+                )
+            await response.read()  # the connection goes back to the pool
+            history.append(response)
+            follow = _redirected(prepared, response.status, location.decode("latin-1"))
+            if follow is None:
+                response.history = history[:-1]
+                return response
+            prepared = follow
+
+    def close(self) -> Deferred[None]:
+        """Close the pool's idle connections.
+
+        Returns:
+            A Deferred that fires once they are closed.
+        """
+        return self.pool.close_idle()
+
+    def _connect(self, prepared: _Prepared) -> Deferred[HTTPClientProtocol]:
+        scheme, host, port = prepared.key
+        seconds = self.connect_timeout
+        if scheme == "https":
+            options = self._options_for(host)
+            d = self.reactor.connect_ssl(host, port, HTTPClientProtocol, options, timeout=seconds)
+        else:
+            d = self.reactor.connect_tcp(host, port, HTTPClientProtocol, timeout=seconds)
+        d.add_timeout(seconds, self.reactor)
+
+        def timed_out(failure: Failure) -> Failure:
+            if failure.check(TimeoutError) and not failure.check(ConnectTimeout):
+                error = ConnectTimeout(
+                    f"connecting to {host} port {port} timed out after {seconds} seconds"
+                )
+                error.__cause__ = failure.value
+                return Failure(error)
+            return failure
+
+        d.add_errback(timed_out)
+        return d  # type: ignore[no-any-return]
+
+    def _options_for(self, host: str) -> Any:
+        if self._tls_options is not None:
+            return self._tls_options(host)
+        from plait.cluster.tls import client_options
+
+        return client_options(host)
+
+
+class _Prepared:
+    """A checked request: wire head fields, body and pool key."""
+
+    __slots__ = ("body", "headers", "key", "method", "replayable", "target", "url")
+
+    def __init__(
+        self, method: bytes, url: str, key: PoolKey, target: bytes, headers: Headers, body: Any
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.key = key
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.replayable = body is None or isinstance(body, bytes)
+
+
+class _Call:
+    """One request through the pool, with its timer, cancellation and one retry."""
+
+    __slots__ = (
+        "_agent",
+        "_delayed",
+        "_pending",
+        "_prepared",
+        "_protocol",
+        "_retried",
+        "_timeout",
+        "deferred",
+    )
+
+    def __init__(self, agent: Agent, prepared: _Prepared, timeout: float | None) -> None:
+        self._agent = agent
+        self._prepared = prepared
+        self._timeout = timeout
+        self._retried = False
+        self._protocol: HTTPClientProtocol | None = None
+        self._pending: Deferred[Any] | None = None
+        self._delayed: IDelayedCall | None = None
+        self.deferred: Deferred[ClientResponse] = Deferred(self._cancel)
+        if timeout is not None:
+            self._delayed = agent.reactor.call_later(timeout, self._time_out)
+        self._acquire(fresh=False)
+
+    def _acquire(self, fresh: bool) -> None:
+        prepared = self._prepared
+        pending = self._agent.pool.acquire(
+            prepared.key, lambda: self._agent._connect(prepared), fresh=fresh
+        )
+        if not pending.called:
+            self._pending = pending
+        pending.add_callbacks(self._connected, self._not_connected)
+
+    def _connected(self, result: tuple[HTTPClientProtocol, bool]) -> None:
+        self._pending = None
+        protocol, reused = result
+        if self.deferred.called:  # cancelled or timed out meanwhile
+            protocol.transport.abort()
+            return
+        self._protocol = protocol
+        prepared = self._prepared
+        exchange = Exchange(
+            method=prepared.method,
+            target=prepared.target,
+            headers=prepared.headers,
+            body=prepared.body,
+            url=prepared.url,
+            max_body_size=self._agent.max_body_size,
+            on_response=self._on_response,
+            on_done=lambda exc, head: self._on_done(exc, head, reused),
+        )
+        protocol.start(exchange)
+
+    def _not_connected(self, failure: Failure) -> None:
+        self._pending = None
+        if not self.deferred.called:
+            self._finish()
+            self.deferred.errback(failure)
+
+    def _on_response(self, response: ClientResponse) -> None:
+        if not self.deferred.called:
+            self.deferred.callback(response)
+
+    def _on_done(self, exc: BaseException | None, head_delivered: bool, reused: bool) -> None:
+        self._protocol = None
+        if exc is None or head_delivered or self.deferred.called:
+            self._finish()
+            return
+        prepared = self._prepared
+        if (
+            isinstance(exc, ResponseNeverReceived)
+            and reused
+            and not self._retried
+            and prepared.replayable
+            and prepared.method in _IDEMPOTENT
+        ):
+            self._retried = True
+            self._acquire(fresh=True)
+            return
+        self._finish()
+        self.deferred.errback(exc)
+
+    def _time_out(self) -> None:
+        self._delayed = None
+        error = RequestTimeout(
+            f"{self._prepared.method.decode()} {self._prepared.url} did not complete"
+            f" within {self._timeout} seconds"
+        )
+        self._abort(error)
+
+    def _cancel(self, _: Deferred[Any]) -> None:
+        self._abort(
+            CancelledError(f"{self._prepared.method.decode()} {self._prepared.url} was cancelled")
+        )
+
+    def _abort(self, error: BaseException) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+        protocol = self._protocol
+        if protocol is not None:
+            protocol.abort_exchange(error)  # fails the body too; calls _on_done
+        if not self.deferred.called:
+            self._finish()
+            self.deferred.errback(error)
+
+    def _finish(self) -> None:
+        delayed, self._delayed = self._delayed, None
+        if delayed is not None and delayed.active():
+            delayed.cancel()
+
+
+# -- checking and preparing a request -------------------------------------------------------
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+        raise ValueError(f"timeout must be None or > 0, not {timeout!r}")
+
+
+def _split_url(url: object) -> tuple[str, str, int, bytes, bytes]:
+    """Return ``(scheme, host, port, Host header value, target)``.
+
+    Raises:
+        ValueError: not an absolute http(s) URL with a host and a valid port.
+    """
+    if not isinstance(url, str):
+        raise ValueError(f"the URL must be a str, not {type(url).__name__}")
+    if _BAD_URL_CHARS.search(url):
+        raise ValueError(f"the URL {url!r} contains spaces or control characters")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r} (use http or https)")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"the URL {url!r} has no host")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"the URL {url!r} has an invalid port") from exc
+    if port == 0:
+        raise ValueError(f"the URL {url!r} has an invalid port")
+    if port is None:
+        port = _DEFAULT_PORTS[scheme]
+    try:
+        host_ascii = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError as exc:
+        raise ValueError(f"the URL {url!r} has an invalid host name") from exc
+    shown = f"[{host_ascii}]" if ":" in host_ascii else host_ascii
+    if port != _DEFAULT_PORTS[scheme]:
+        shown = f"{shown}:{port}"
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    target = path if not parts.query else f"{path}?{quote(parts.query, safe=_PATH_SAFE + '?')}"
+    return scheme, host_ascii, port, shown.encode("ascii"), target.encode("ascii")
+
+
+def _prepare(method: str | bytes, url: str, headers: HeaderInput, body: Any) -> _Prepared:
+    raw_method = to_bytes(method) if isinstance(method, str | bytes) else b""
+    if not is_token(raw_method):
+        raise ValueError(f"invalid HTTP method {method!r}")
+    scheme, host, port, host_header, target = _split_url(url)
+    fields = _headers(headers)
+    names = fields.lower_names()
+    if b"host" not in names:
+        fields.add(b"Host", host_header)
+    if b"user-agent" not in names:
+        fields.add(b"User-Agent", _USER_AGENT)
+    if isinstance(body, bytearray | memoryview):
+        body = bytes(body)
+    if isinstance(body, bytes):
+        if body or raw_method in _BODY_EXPECTED:
+            fields.set(b"Content-Length", str(len(body)).encode("ascii"))
+    elif body is None:
+        if raw_method in _BODY_EXPECTED and b"content-length" not in names:
+            fields.add(b"Content-Length", b"0")
+    elif hasattr(body, "start_producing"):
+        length = getattr(body, "length", None)
+        if isinstance(length, int) and length >= 0:
+            fields.set(b"Content-Length", str(length).encode("ascii"))
+        elif b"content-length" not in names:
+            fields.set(b"Transfer-Encoding", b"chunked")
+    elif isinstance(body, AsyncIterable | Iterable) and not isinstance(body, str):
+        if b"content-length" not in names:
+            fields.set(b"Transfer-Encoding", b"chunked")
+    else:
+        raise TypeError(
+            f"the request body must be bytes, an iterable or async iterable of bytes,"
+            f" or a body producer, not {type(body).__name__}"
+        )
+    _check_fields(fields)
+    return _Prepared(raw_method, url, (scheme, host, port), target, fields, body)
+
+
+def _headers(headers: HeaderInput) -> Headers:
+    if headers is None:
+        return Headers()
+    if isinstance(headers, Headers):
+        return headers.copy()
+    try:
+        if isinstance(headers, Mapping):
+            return Headers(headers.items())
+        return Headers(headers)
+    except (TypeError, ValueError, UnicodeError) as exc:
+        raise ValueError(f"invalid request headers: {exc}") from exc
+
+
+def _check_fields(fields: Headers) -> None:
+    for name, value in fields.raw_items():
+        if not is_token(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if _BAD_VALUE.search(value):
+            raise ValueError(f"invalid header value {value!r} for {name!r}")
+
+
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _redirected(prepared: _Prepared, status: int, location: str) -> _Prepared | None:
+    """The request to send after a redirect, or None when it cannot be followed."""
+    url = urljoin(prepared.url, location)
+    method = prepared.method
+    body = prepared.body
+    if (status == 303 and method != b"HEAD") or (status in (301, 302) and method == b"POST"):
+        method, body = b"GET", None
+    elif not prepared.replayable:
+        return None  # 307/308 must resend the body, and this one was consumed
+    headers = prepared.headers.copy()
+    for name in (b"host", b"content-length", b"transfer-encoding"):
+        headers.remove(name)
+    try:
+        follow = _prepare(method, url, headers, body)
+    except ValueError:
+        return None  # a Location we cannot follow (another scheme, say): hand it back
+    if follow.key != prepared.key:
+        for name in (b"authorization", b"cookie", b"proxy-authorization"):
+            follow.headers.remove(name)
+    return follow
+
+
+# -- the default agent ----------------------------------------------------------------------
+
+_default_agent: Agent | None = None
+
+
+def _default() -> Agent:
+    global _default_agent
+    if _default_agent is None:
+        from plait.cluster.reactor import get_reactor
+
+        _default_agent = Agent(get_reactor())
+    return _default_agent
+
+
+def request(
+    method: str | bytes, url: str, headers: HeaderInput = None, body: Any = None
+) -> Deferred[ClientResponse]:
+    """``Agent.request`` on the default agent (made on first use, on ``get_reactor()``).
+
+    Returns:
+        A Deferred of the ``ClientResponse``; it errbacks as ``Agent.request``'s does.
+
+    Raises:
+        ValueError, TypeError: as ``Agent.request`` does.
+    """
+    return _default().request(method, url, headers, body)
+
+
+def get(url: str, headers: HeaderInput = None) -> Deferred[ClientResponse]:
+    """``GET url`` on the default agent.
+
+    Returns:
+        A Deferred of the ``ClientResponse``; it errbacks as ``Agent.request``'s does.
+
+    Raises:
+        ValueError: an invalid URL or header.
+    """
+    return _default().request("GET", url, headers)
