@@ -10,7 +10,7 @@ from typing import Any
 
 from plait.cluster.task import Clock
 from plait.cluster.testing import MemoryTransport
-from plait.protocols.http import HTTPServerProtocol, Site
+from plait.protocols.http import HTTPServerProtocol, Request, Response, Site
 
 from ._helpers import split
 
@@ -89,3 +89,29 @@ def parse(data: bytes, methods: tuple[str, ...] = ("GET",)) -> list[Parsed]:
 
 def one(data: bytes, method: str = "GET") -> Parsed:
     return parse(data, (method,))[0]
+
+
+GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+
+
+def hello(request: Request) -> Response:
+    return Response(200, body=b"Hello, World!", headers=[("Content-Type", "text/plain")])
+
+
+async def echo(request: Request) -> Response:
+    body = await request.body()
+    return Response(200, body, {"X-Method": request.method})
+
+
+def post(body: bytes, target: bytes = b"/", extra: bytes = b"") -> bytes:
+    return (
+        b"POST %s HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n%s\r\n%s"
+        % (target, len(body), extra, body)
+    )
+
+
+def chunked(*pieces: bytes) -> bytes:
+    wire = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for piece in pieces:
+        wire += b"%x\r\n%s\r\n" % (len(piece), piece)
+    return wire + b"0\r\n\r\n"
