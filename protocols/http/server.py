@@ -226,6 +226,42 @@ class HTTPServerProtocol:
         site: The site whose application and settings this connection uses.
     """
 
+    __slots__ = (
+        "_advancing",
+        "_again",
+        "_app",
+        "_app_d",
+        "_body",
+        "_clock",
+        "_closing",
+        "_conn",
+        "_dates",
+        "_deadline",
+        "_deadline_kind",
+        "_discarding",
+        "_fast_ok",
+        "_head_sent",
+        "_last_head",
+        "_last_parsed",
+        "_limits",
+        "_lost",
+        "_must_close",
+        "_paused",
+        "_peer",
+        "_reactor",
+        "_reading_paused",
+        "_request",
+        "_sent",
+        "_site",
+        "_sock",
+        "_status",
+        "_streamer",
+        "_timer",
+        "_timer_at",
+        "_unstarted",
+        "transport",
+    )
+
     def __init__(self, site: Site) -> None:
         self._site = site
         self._app = site.app
