@@ -128,8 +128,16 @@ class Response:
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
-        """The header fields as ``(name, value)`` byte pairs."""
-        return _pairs(self._raw)
+        """The header fields as ``(name, value)`` byte pairs (a list you may modify)."""
+        raw = self._raw
+        if isinstance(raw, list) and all(
+            type(n) is bytes and type(v) is bytes for n, v in raw
+        ):
+            pairs: list[tuple[bytes, bytes]] = raw  # type: ignore[assignment]
+        else:
+            pairs = self._raw = _pairs(raw)
+        self._fields = None  # the caller may change them: serialize again
+        return pairs
 
     def head_fields(self) -> bytes | None:
         """The serialized header lines, or None when the server must frame them itself.

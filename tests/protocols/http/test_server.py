@@ -442,3 +442,23 @@ def test_build_protocol_makes_a_new_protocol_for_twisted_users() -> None:
     first, second = site.build_protocol(None), site.build_protocol(("127.0.0.1", 1))
     assert first is not second
     assert verifyObject(IProtocol, first)
+
+
+def test_headers_added_to_a_response_after_it_was_made_are_sent() -> None:
+    def app(request: Request) -> Response:
+        response = Response(200, "hi", {"X-First": "1"})
+        response.headers.append((b"X-Later", b"2"))
+        return response
+
+    served = serve(app)
+    served.feed(GET)
+    response = one(served.take())
+    assert (response.headers["X-First"], response.headers["X-Later"]) == ("1", "2")
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_a_str_body_keeps_an_explicit_content_type() -> None:
+    served = serve(lambda request: Response(200, "<p>hi</p>", [("Content-Type", "text/html")]))
+    served.feed(GET)
+    response = one(served.take())
+    assert response.headers.get_all("Content-Type") == ["text/html"]
