@@ -425,4 +425,5 @@ class WebSocketProtocol:
                 self._core.send(CloseConnection(code=1011, reason="keepalive ping timeout"))
             )
         self._set_closed(1011, "keepalive ping timeout")
-        self.transport.abort()
+        self.transport.close()  # flushes the close frame; abort if it cannot drain
+        self._arm_close_timer()
