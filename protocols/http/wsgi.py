@@ -9,27 +9,29 @@ the reactor thread:
 - If the application returns a list or tuple (the usual case: Flask, Django) and
   called no ``write()``, the thread returns status, headers and the joined body at
   once, and the server sends a plain ``Response``.
-- Otherwise the thread streams: each non-empty block is handed over with
-  ``blocking_call_from_thread``, which returns once the block has been written and
-  the client's socket is not backed up. So a slow client slows the application
+- Otherwise the thread streams: each non-empty block is handed to the reactor
+  thread, and the pool thread waits until the block has been written and the
+  client's socket is not backed up. So a slow client slows the application
   down instead of filling memory, and no block waits for the next one (PEP 3333);
   the head goes out with the first block.
 
 ``start_response`` follows PEP 3333 (``_wsgi.StartResponse``). The result's
 ``close()`` is always called. An exception before the head was sent becomes a 500
 (logged by the server); after, the connection is aborted, the only honest signal
-left. If the client goes away, the application's next write raises
-``ConnectionError`` in its thread.
+left. If the client goes away, or the reactor shuts down, the application's next
+(or current) write raises ``ConnectionError`` in its thread, so the pool can stop.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from plait.cluster.defer import Deferred, DeferredQueue
 from plait.cluster.failure import Failure
-from plait.cluster.threads import blocking_call_from_thread, defer_to_thread_pool
+from plait.cluster.threads import defer_to_thread_pool
 
 from ._request import Request
 from ._response import Response, StreamingResponse
@@ -83,9 +85,46 @@ class _Call:
         self.streaming = True
         if not self.head.head_sent:
             self.head.head_sent = True
-            blocking_call_from_thread(self.reactor, self._give_head)
+            self._handoff(self._give_head)
         if data:
-            blocking_call_from_thread(self.reactor, self._put, data)
+            self._handoff(self._put, data)
+
+    def _handoff(self, f: Callable[..., Deferred[None] | None], *args: Any) -> None:
+        """Run ``f(*args)`` in the reactor's thread and wait until what it returns fires.
+
+        Unlike ``blocking_call_from_thread`` this gives up once the call is
+        abandoned (the client left, or the reactor is shutting down), so a pool
+        thread never waits for a reactor that will not answer.
+
+        Raises:
+            ConnectionError: the call was abandoned.
+        """
+        done = threading.Event()
+        failed: list[BaseException] = []
+
+        def settle(result: Any) -> None:
+            if isinstance(result, Failure):
+                failed.append(result.value)
+            done.set()
+
+        def run() -> None:
+            try:
+                d = f(*args)
+            except BaseException as exc:  # handed to the waiting pool thread
+                failed.append(exc)
+                done.set()
+                return
+            if d is None:
+                done.set()
+            else:
+                d.add_both(settle)
+
+        self.reactor.call_from_thread(run)
+        while not done.wait(0.25):
+            if self.abandoned:
+                raise ConnectionError("the client went away, or the server is stopping")
+        if failed:
+            raise failed[0]
 
     def run(self) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """Run the application in this (pool) thread; the whole answer, or None if streamed."""
@@ -116,7 +155,7 @@ class _Call:
         if not self.head_ready.called:
             self.head_ready.callback(True)
 
-    def _put(self, data: bytes) -> Deferred[None]:
+    def _put(self, data: bytes) -> Deferred[None] | None:
         if self.abandoned:
             raise ConnectionError("the client went away")
         room = self.room = Deferred()  # before put: the consumer may take it at once
@@ -179,6 +218,23 @@ class WSGIApp:
         self.pool = pool
         self.script_name = script_name
         self.multiprocess = multiprocess
+        self._calls: weakref.WeakSet[_Call] = weakref.WeakSet()
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()  # reactors with a trigger
+
+    def _abandon_all(self) -> None:
+        # The reactor is shutting down: let every pool thread that streams give up,
+        # so stopping the pool does not wait for answers that will never come.
+        for call in list(self._calls):
+            call.abandon()
+
+    def _watch(self, reactor: Any) -> None:
+        try:
+            if reactor in self._watched:
+                return
+            self._watched.add(reactor)
+        except TypeError:  # a reactor that cannot be weakly referenced: watch it anyway
+            pass
+        reactor.add_system_event_trigger("before", "shutdown", self._abandon_all)
 
     async def __call__(self, request: Request) -> Response | StreamingResponse:
         """Run the application for ``request``; its response.
@@ -196,6 +252,8 @@ class WSGIApp:
             request, body, script_name=self.script_name, multiprocess=self.multiprocess
         )
         call = _Call(self.application, environ, reactor)
+        self._calls.add(call)
+        self._watch(reactor)
         done = defer_to_thread_pool(reactor, pool, call.run)
         outcome: list[Any] = []
 

@@ -323,3 +323,65 @@ def test_a_wsgi_app_without_a_reactor_is_refused() -> None:
     d = WSGIApp(app)(Request(b"GET", b"/"))
     with pytest.raises(RuntimeError, match="needs a reactor"):
         d.send(None)
+
+
+def streaming_forever(seen: list[BaseException]) -> Any:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        try:
+            while True:
+                yield b"x" * 1024
+        except BaseException as exc:  # recorded: the test checks how the stream ended
+            seen.append(exc)
+            raise
+        finally:
+            seen.append(GeneratorExit())
+
+    return app
+
+
+@pytest.mark.timeout(20)
+def test_a_client_that_leaves_stops_a_streaming_app_in_its_thread(reactor: Reactor) -> None:
+    ended: list[BaseException] = []
+    site = Site(WSGIApp(streaming_forever(ended)), reactor=reactor)
+    protocol = site()
+    transport = MemoryTransport(protocol)
+    protocol.connection_made(transport)
+    protocol.pause_writing()  # a client that reads nothing
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+
+    def check() -> None:
+        if len(transport.value()) > 1024 and not transport.is_closing():
+            transport.abort()  # the client goes away mid-stream
+        if ended:
+            reactor.stop()
+        else:
+            reactor.call_later(0.001, check)
+
+    reactor.call_soon(check)
+    guard = reactor.call_later(10, reactor.stop)
+    reactor.run(install_signal_handlers=False)
+    assert guard.active(), "the application thread never noticed the client left"
+    guard.cancel()
+    assert ended
+
+
+@pytest.mark.timeout(20)
+def test_a_reactor_shutting_down_stops_a_blocked_streaming_app(reactor: Reactor) -> None:
+    ended: list[BaseException] = []
+    site = Site(WSGIApp(streaming_forever(ended)), reactor=reactor)
+    protocol = site()
+    transport = MemoryTransport(protocol)
+    protocol.connection_made(transport)
+    protocol.pause_writing()  # the app's thread blocks on the second block
+
+    def check() -> None:
+        if len(transport.value()) > 1024:
+            reactor.stop()  # shutting down with the thread waiting for room
+        else:
+            reactor.call_later(0.001, check)
+
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    reactor.call_soon(check)
+    reactor.run(install_signal_handlers=False)  # returns only if the pool could stop
+    assert ended
