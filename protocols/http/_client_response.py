@@ -78,7 +78,16 @@ class ResponseBody:
             ``feed`` asked for a pause.
     """
 
-    __slots__ = ("_chunks", "_done", "_error", "_on_drained", "_size", "_waiter", "received")
+    __slots__ = (
+        "_all",
+        "_chunks",
+        "_done",
+        "_error",
+        "_on_drained",
+        "_size",
+        "_waiter",
+        "received",
+    )
 
     high_water = 65536
     """Unread bytes above which ``feed`` returns True (the adapter pauses reading)."""
@@ -89,6 +98,7 @@ class ResponseBody:
         self._done = False
         self._error: BaseException | None = None
         self._waiter: Deferred[bytes] | None = None
+        self._all: Deferred[bytes] | None = None  # read_all() waits for the end
         self._on_drained = on_drained
         self.received = 0
         """Body bytes received so far."""
@@ -107,6 +117,8 @@ class ResponseBody:
             waiter.callback(data)
             return False
         self._chunks.append(data)
+        if self._all is not None:
+            return False  # the reader wants it all: no point in pausing
         self._size += len(data)
         return self._size > self.high_water
 
@@ -119,6 +131,12 @@ class ResponseBody:
         if waiter is not None:
             self._waiter = None
             waiter.callback(b"")
+        collector = self._all
+        if collector is not None:
+            self._all = None
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            collector.callback(data)
 
     def fail(self, exc: BaseException) -> None:
         """The body will never end; readers get ``exc`` (unread chunks are dropped)."""
@@ -128,9 +146,9 @@ class ResponseBody:
         self._error = exc
         self._chunks.clear()
         self._size = 0
-        waiter = self._waiter
+        waiter = self._waiter or self._all
+        self._waiter = self._all = None
         if waiter is not None:
-            self._waiter = None
             waiter.errback(exc)
 
     def next_chunk(self) -> Deferred[bytes]:
@@ -149,7 +167,7 @@ class ResponseBody:
             return fail(self._error)
         if self._done:
             return succeed(b"")
-        if self._waiter is not None:
+        if self._waiter is not None or self._all is not None:
             raise RuntimeError("the response body is already being read")
         self._waiter = Deferred()
         return self._waiter
@@ -160,7 +178,7 @@ class ResponseBody:
         Raises:
             RuntimeError: another read is already waiting.
         """
-        if self._waiter is not None:
+        if self._waiter is not None or self._all is not None:
             raise RuntimeError("the response body is already being read")
         if self._done:
             if self._error is not None:
@@ -169,15 +187,11 @@ class ResponseBody:
             self._chunks.clear()
             self._size = 0
             return succeed(data)
-        return Deferred.from_coroutine(self._collect())
-
-    async def _collect(self) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            chunk = await self.next_chunk()
-            if not chunk:
-                return b"".join(parts)
-            parts.append(chunk)
+        self._all = Deferred()
+        unread, self._size = self._size, 0
+        if unread and self._on_drained is not None:
+            self._on_drained()  # reading may be paused; collecting everything needs no pause
+        return self._all
 
 
 def _parse_json(data: bytes) -> Any:

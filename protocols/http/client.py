@@ -26,6 +26,7 @@ HEAD), 307/308 keep method and body when the body can be sent again, and
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
@@ -382,6 +383,11 @@ def _split_url(url: object) -> tuple[str, str, int, bytes, bytes]:
     """
     if not isinstance(url, str):
         raise ValueError(f"the URL must be a str, not {type(url).__name__}")
+    return _split_str_url(url)
+
+
+@functools.lru_cache(maxsize=512)  # clients ask the same URLs again and again
+def _split_str_url(url: str) -> tuple[str, str, int, bytes, bytes]:
     if _BAD_URL_CHARS.search(url):
         raise ValueError(f"the URL {url!r} contains spaces or control characters")
     parts = urlsplit(url)

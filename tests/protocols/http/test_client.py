@@ -492,6 +492,20 @@ def test_stream_yields_chunks_and_pauses_reading_past_high_water() -> None:
     assert b"".join(got) == b"a" * 70_000 + b"b" * (size - 70_000)
 
 
+def test_read_resumes_a_connection_paused_by_unread_chunks() -> None:
+    reactor = MemoryReactor()
+    d = Agent(reactor).request("GET", "http://example.com/")
+    server, pump = raw(reactor)
+    answer(server, pump, b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    response = Outcome(d).result
+    pump.client.data_received(b"a" * 70_000)
+    assert not pump.client_transport.is_reading()
+    body = Outcome(response.read())
+    assert pump.client_transport.is_reading()
+    pump.client.data_received(b"b" * 30_000)
+    assert body.result == b"a" * 70_000 + b"b" * 30_000
+
+
 def test_reading_a_body_twice_at_once_is_refused() -> None:
     reactor = MemoryReactor()
     d = Agent(reactor).request("GET", "http://example.com/")
