@@ -12,7 +12,7 @@ from ._headers import Headers
 from ._readers import Limits
 from ._request import BodyError, Request
 from ._resource import NoResource, Resource
-from ._response import Response, StreamingResponse
+from ._response import Response, StreamingResponse, SwitchProtocols
 from ._router import Router
 from .server import HTTPServerProtocol, Site
 from .wsgi import WSGIApp
@@ -32,5 +32,6 @@ __all__ = [
     "Router",
     "Site",
     "StreamingResponse",
+    "SwitchProtocols",
     "WSGIApp",
 ]

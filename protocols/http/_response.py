@@ -26,7 +26,7 @@ from typing import Any
 from ._abnf import HEAD_CHARS, lower_field_name
 from ._headers import to_bytes
 
-__all__ = ["Response", "StreamingResponse", "coerce_result"]
+__all__ = ["Response", "StreamingResponse", "SwitchProtocols", "coerce_result"]
 
 HeaderInput = (
     Iterable[tuple[bytes | str, bytes | str]]
@@ -204,7 +204,31 @@ class StreamingResponse:
         return f"<StreamingResponse {self.status}>"
 
 
-def coerce_result(result: object) -> Response | StreamingResponse:
+class SwitchProtocols:
+    """Answer ``101 Switching Protocols`` and hand the connection to another protocol.
+
+    The server sends the ``101`` with ``headers`` (which name the new protocol:
+    ``Upgrade``, ``Connection: Upgrade`` and its own fields), makes ``protocol`` the
+    transport's protocol, calls its ``connection_made(transport)`` and gives it any
+    bytes that arrived behind the request. Only valid as the answer to a request
+    that asked to upgrade (RFC 9110 section 7.8); otherwise the server answers 500.
+
+    Args:
+        protocol: The protocol that takes the connection over (a WebSocket one).
+        headers: The ``101``'s fields, as pairs or a dict.
+    """
+
+    __slots__ = ("headers", "protocol")
+
+    def __init__(self, protocol: Any, headers: HeaderInput = None) -> None:
+        self.protocol = protocol
+        self.headers = _pairs(headers)
+
+    def __repr__(self) -> str:
+        return f"<SwitchProtocols to {self.protocol!r}>"
+
+
+def coerce_result(result: object) -> Response | StreamingResponse | SwitchProtocols:
     """Turn an application's (final) return value into a response.
 
     ``bytes`` become a 200 ``application/octet-stream`` response, ``str`` a 200
@@ -213,7 +237,7 @@ def coerce_result(result: object) -> Response | StreamingResponse:
     Raises:
         TypeError: anything else.
     """
-    if isinstance(result, Response | StreamingResponse):
+    if isinstance(result, Response | StreamingResponse | SwitchProtocols):
         return result
     if isinstance(result, bytes):
         return Response(200, result, [_OCTETS])

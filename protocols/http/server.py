@@ -59,11 +59,11 @@ from ._headers import Headers
 from ._readers import Limits, parse_request_head
 from ._request import BodyError, Request
 from ._resource import Resource, resource_app
-from ._response import Response, StreamingResponse, coerce_result
+from ._response import Response, StreamingResponse, SwitchProtocols, coerce_result
 from ._state import SERVER, State
 from .streams import RequestBody, ResponseStreamer
 
-__all__ = ["App", "HTTPServerProtocol", "Site"]
+__all__ = ["App", "HTTPServerProtocol", "Site", "SwitchProtocols"]
 
 App = Callable[[Request], Any]
 """An application: ``app(request)`` returns a response, bytes/str, or a Deferred or
@@ -551,6 +551,8 @@ class HTTPServerProtocol:
         kind = type(result)
         if kind is Response or kind is StreamingResponse:
             self._send(result)
+        elif kind is SwitchProtocols:
+            self._switch(result)
         elif isinstance(result, Deferred | Coroutine):
             d = result if isinstance(result, Deferred) else Deferred.from_coroutine(result)
             self._app_d = d
@@ -567,7 +569,52 @@ class HTTPServerProtocol:
         except TypeError:
             self._log_app_error(Failure())
             response = _internal_error()
-        self._send(response)
+        if isinstance(response, SwitchProtocols):
+            self._switch(response)
+        else:
+            self._send(response)
+
+    def _switch(self, switch: SwitchProtocols) -> None:
+        """Send the 101 and hand the transport to ``switch.protocol``."""
+        conn = self._conn
+        try:
+            data = conn.send(
+                InformationalResponse(status_code=101, headers=Headers(switch.headers))
+            )
+        except LocalProtocolError as exc:
+            _log.error("the application's protocol switch %r cannot be sent: %s", switch, exc)
+            self._write_canned(500)
+            return
+        request = self._request
+        transport = self.transport
+        transport.write(data)
+        self._status, self._sent = 101, 0
+        self._response_done_switched(request)
+        trailing, eof = conn.trailing_data
+        protocol = switch.protocol
+        transport.set_protocol(protocol)
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        protocol.connection_made(transport)
+        if trailing:
+            protocol.data_received(trailing)
+        if eof and not protocol.eof_received():
+            transport.close()
+
+    def _response_done_switched(self, request: Request | None) -> None:
+        # This connection is no longer ours: no timers, no drain, no more events.
+        self._request = None
+        self._closing = True
+        self._fast_ok = False
+        self._deadline_kind = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._site.requests += 1
+        self._site._forget(self)
+        if request is not None and access_enabled():
+            log_access(request, 101, 0, self._dates.date())
 
     def _app_failed(self, failure: Failure) -> None:
         self._app_d = None

@@ -17,6 +17,7 @@ from plait.protocols.http import (
     Router,
     Site,
     StreamingResponse,
+    SwitchProtocols,
 )
 
 from ._helpers import CHUNKINGS
@@ -462,3 +463,55 @@ def test_a_str_body_keeps_an_explicit_content_type() -> None:
     served.feed(GET)
     response = one(served.take())
     assert response.headers.get_all("Content-Type") == ["text/html"]
+
+
+class Echo:
+    """A protocol that takes a connection over after a 101."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.received: list[bytes] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received.append(data)
+        self.transport.write(data.upper())
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        pass
+
+
+UPGRADE = b"GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\n"
+
+
+@pytest.mark.parametrize("later", [False, True])
+def test_switch_protocols_sends_101_and_hands_over_the_connection(later: bool) -> None:
+    echo_protocol = Echo()
+    switch = SwitchProtocols(echo_protocol, [("Upgrade", "shout"), ("Connection", "Upgrade")])
+    served = serve(lambda request: succeed(switch) if later else switch)
+    served.feed(UPGRADE + b"early bytes")
+    data = served.take()
+    assert data.startswith(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout\r\n")
+    assert data.endswith(b"\r\n\r\nEARLY BYTES")
+    assert served.transport.get_protocol() is echo_protocol
+    assert echo_protocol.transport is served.transport
+    served.transport.get_protocol().data_received(b"more")
+    assert served.take() == b"MORE"
+    assert served.site.connections == set()
+    served.clock.advance(3600)  # the HTTP timeouts no longer apply
+    assert not served.transport.is_closing()
+
+
+def test_switch_protocols_without_an_upgrade_request_is_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    served = serve(lambda request: SwitchProtocols(Echo(), [("Upgrade", "shout")]))
+    with caplog.at_level(logging.ERROR, logger="plait.http"):
+        served.feed(GET)
+    assert one(served.take()).status == 500
+    assert "cannot be sent" in caplog.text
