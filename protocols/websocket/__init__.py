@@ -10,13 +10,16 @@ from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._handshake import HandshakeError
 from .client import connect
 from .protocol import ConnectionClosed, WebSocketProtocol
+from .server import Handler, WebSocketResource
 
 __all__ = [
     "ConnectionClosed",
+    "Handler",
     "HandshakeError",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
     "WebSocketProtocol",
+    "WebSocketResource",
     "connect",
 ]
