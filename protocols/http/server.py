@@ -1,9 +1,10 @@
 """plait.protocols.http.server: the HTTP/1.1 server adapter (``Site``, ``HTTPServerProtocol``).
 
-Theory of operation. ``Site`` is the protocol factory and holds what connections
-share: the application, timeouts, limits, the set of open connections (for
-``drain``). Each connection is an ``HTTPServerProtocol`` that owns one sans-IO
-``Connection`` (the core) and runs one request at a time through the application.
+Theory of operation. ``Site`` (in ``site.py``, re-exported here) is the protocol
+factory and holds what connections share: the application, timeouts, limits, the
+set of open connections (for ``drain``). Each connection is an
+``HTTPServerProtocol`` that owns one sans-IO ``Connection`` (the core) and runs one
+request at a time through the application.
 
 Two paths, one behaviour:
 
@@ -37,9 +38,7 @@ gets ``Connection: close`` on its response, since the client may never send it.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Coroutine
-from email.utils import formatdate
+from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import Any
 
@@ -47,7 +46,7 @@ from zope.interface import implementer
 
 from plait.cluster.defer import CancelledError, Deferred
 from plait.cluster.failure import Failure
-from plait.cluster.interfaces import IProtocol, IProtocolFactory
+from plait.cluster.interfaces import IProtocol
 
 from ._access_log import access_enabled, access_logger, log_access
 from ._connection import Connection
@@ -56,18 +55,14 @@ from ._events import NEED_DATA, ConnectionClosed, Data, EndOfMessage, Informatio
 from ._events import Request as CoreRequest
 from ._events import Response as CoreResponse
 from ._headers import Headers
-from ._readers import Limits, parse_request_head
+from ._readers import parse_request_head
 from ._request import BodyError, Request
-from ._resource import Resource, resource_app
 from ._response import Response, StreamingResponse, SwitchProtocols, coerce_result
 from ._state import SERVER, State
+from .site import App, Site
 from .streams import RequestBody, ResponseStreamer
 
 __all__ = ["App", "HTTPServerProtocol", "Site", "SwitchProtocols"]
-
-App = Callable[[Request], Any]
-"""An application: ``app(request)`` returns a response, bytes/str, or a Deferred or
-coroutine of one."""
 
 _log = logging.getLogger("plait.http")
 _access_on = access_logger.isEnabledFor
@@ -88,134 +83,11 @@ def _status_line(status: int, reason: str) -> bytes:
     return line
 
 
-class _DateLine:
-    """``Server`` and ``Date`` header lines, the date refreshed once a second."""
-
-    __slots__ = ("_line", "_second", "server")
-
-    def __init__(self, server: bytes) -> None:
-        self.server = server
-        self._second = -1
-        self._line = b""
-
-    def get(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            date = formatdate(now, usegmt=True).encode("ascii")
-            self._line = b"Server: %s\r\nDate: %s\r\n" % (self.server, date)
-        return self._line
-
-    def date(self) -> bytes:
-        self.get()
-        return self._line.split(b"Date: ", 1)[1][:-2]
-
-
 def _reactor_of(transport: Any) -> Any:
     # The native stream transports keep the reactor that drives them; a site made
     # without one serves on that reactor (``plait run`` and the benchmarks make a
     # ``Reactor()`` that is not the process's ``get_reactor()``).
     return getattr(transport, "_reactor", None)
-
-
-def _as_app(app: object) -> App:
-    if isinstance(app, Resource):
-        return resource_app(app)
-    if not callable(app):
-        raise TypeError(f"Site needs a Router, a Resource or a callable, not {app!r}")
-    return app
-
-
-@implementer(IProtocolFactory)
-class Site:
-    """An HTTP/1.1 server: a protocol factory for ``listen_tcp`` and endpoints.
-
-    Args:
-        app: A ``Router``, a ``Resource`` tree, or ``app(request)`` returning a
-            ``Response``, ``StreamingResponse``, ``bytes``/``str``, or a Deferred or
-            coroutine of one of those.
-        reactor: The reactor (threads for ``WSGIApp``, timers); by default the one
-            driving each connection's transport, else the process's reactor.
-        clock: What schedules timeouts (a ``Clock`` in tests); default: the reactor.
-        header_timeout: Seconds to receive a request head.
-        body_timeout: Seconds to receive a request body once its head arrived.
-        idle_timeout: Seconds a kept-alive connection may wait for its next request.
-        limits: Size limits on requests (``Limits()``: 8 KiB request line, 64 KiB
-            of headers, 1 MiB body).
-        server_name: The ``Server`` header's value.
-
-    Example:
-        >>> site = Site(lambda request: "hello")
-        >>> protocol = site()  # a zero-argument protocol factory
-    """
-
-    def __init__(
-        self,
-        app: object,
-        *,
-        reactor: Any = None,
-        clock: Any = None,
-        header_timeout: float = 10.0,
-        body_timeout: float = 30.0,
-        idle_timeout: float = 60.0,
-        limits: Limits | None = None,
-        server_name: str = "plait",
-    ) -> None:
-        self.app = _as_app(app)
-        self.reactor = reactor
-        self.clock = clock
-        self.header_timeout = header_timeout
-        self.body_timeout = body_timeout
-        self.idle_timeout = idle_timeout
-        self.limits = limits if limits is not None else Limits()
-        self._dates = _DateLine(server_name.encode("latin-1"))
-        # A read no longer than both limits cannot break either: fast-path candidates.
-        self._fast_max = min(self.limits.max_request_line, self.limits.max_header_bytes)
-        self.connections: set[HTTPServerProtocol] = set()
-        self.draining = False
-        self._drained: list[Deferred[None]] = []
-        self.requests = 0
-        """Requests answered so far."""
-
-    def __call__(self) -> HTTPServerProtocol:
-        return HTTPServerProtocol(self)
-
-    def build_protocol(self, addr: object) -> HTTPServerProtocol:
-        """Twisted's factory method: a new protocol (``addr`` is ignored)."""
-        return HTTPServerProtocol(self)
-
-    def start_factory(self) -> None:
-        """Twisted's hook before the first connection (nothing to do)."""
-
-    def stop_factory(self) -> None:
-        """Twisted's hook after the last listener stopped (nothing to do)."""
-
-    def drain(self) -> Deferred[None]:
-        """Stop taking requests; fire when the requests in flight have been answered.
-
-        Idle keep-alive connections (and ones still receiving a head) close now;
-        a connection with a request in flight answers it with ``Connection: close``
-        and then closes; a connection made from now on is closed at once.
-
-        Returns:
-            A Deferred that fires with None once every connection has closed.
-        """
-        self.draining = True
-        for protocol in list(self.connections):
-            protocol.drain()
-        d: Deferred[None] = Deferred()
-        if self.connections:
-            self._drained.append(d)
-        else:
-            d.callback(None)
-        return d
-
-    def _forget(self, protocol: HTTPServerProtocol) -> None:
-        self.connections.discard(protocol)
-        if not self.connections and self._drained:
-            waiting, self._drained = self._drained, []
-            for d in waiting:
-                d.callback(None)
 
 
 @implementer(IProtocol)
@@ -888,3 +760,6 @@ class HTTPServerProtocol:
 
 def _internal_error() -> Response:
     return Response(500, b"Internal Server Error\n", [(b"Content-Type", b"text/plain")])
+
+
+Site.protocol = HTTPServerProtocol
