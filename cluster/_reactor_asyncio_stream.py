@@ -158,6 +158,7 @@ class AsyncioStreamTransport:
 
     def _attach(self, t: Any) -> None:
         self._t = t
+        t.set_protocol(self._bridge)  # uvloop cached data_received before set_protocol/pause
         if self._high != 64 * 1024 or self._low != 16 * 1024:
             t.set_write_buffer_limits(self._high, self._low)
         if self._read_paused:

@@ -220,6 +220,22 @@ def test_set_protocol_sends_what_follows_to_the_new_protocol(reactor: AsyncioRea
     assert server.data == b"one"
 
 
+def test_set_protocol_inside_connection_made_takes_effect_on_attach(
+        reactor: AsyncioReactor) -> None:
+    other = Peer()
+
+    class Switcher(Peer):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            transport.set_protocol(other)
+
+    client = Peer()
+    _, server = connect(reactor, Switcher, client)
+    client.transport.write(b"for the other")
+    assert drive(reactor, lambda: other.data == b"for the other")
+    assert server.data == b""
+
+
 @pytest.mark.parametrize("bad", ["text", 3, None])
 def test_writing_what_is_not_bytes_like_raises_type_error(reactor: AsyncioReactor,
                                                           bad: Any) -> None:
