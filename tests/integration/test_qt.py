@@ -3,7 +3,7 @@
 The test sets ``QT_QPA_PLATFORM=offscreen`` before Qt starts, so no display is
 needed. One ``QApplication`` serves the whole module (Qt allows one per process);
 each test makes its own reactor on it. The transport conformance suite runs on
-``QtReactor`` too (TCP), through the same ``ReactorPairBuilder`` as the other
+``QtReactor`` too (TCP, Unix, TLS), through the same ``ReactorPairBuilder`` as the other
 reactors.
 """
 
@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,9 @@ from plait.cluster import interfaces
 from plait.cluster.defer import Deferred, ensure_deferred, gather
 from plait.cluster.protocol import Protocol
 from plait.cluster.reactor import QtReactor, ReactorNotRunning
+from plait.cluster.tls import client_options, server_options
 from tests.conformance.suite import PairBuilder, ReactorPairBuilder, TransportConformance
+from tests.tls_certs import Certs, make_certs
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 try:
@@ -307,6 +312,49 @@ class TestTCPTransportOnQt(TransportConformance):
             listen=lambda reactor, factory: reactor.listen_tcp(0, factory, interface="127.0.0.1"),
             connect=lambda reactor, port, factory: reactor.connect_tcp(
                 "127.0.0.1", port.get_host()[1], factory, timeout=5),
+        )
+        yield builder
+        builder.close()
+
+
+class TestUnixTransportOnQt(TransportConformance):
+    @pytest.fixture
+    def builder(self, app: Any) -> Iterator[PairBuilder]:
+        # Not tmp_path: a socket path must fit in sun_path (108 bytes).
+        directory = tempfile.mkdtemp(prefix="plait-conf-qt-")
+        path = str(Path(directory) / "s.sock")
+        builder = ReactorPairBuilder(
+            "unix-qt",
+            lambda: QtReactor(app),
+            listen=lambda reactor, factory: reactor.listen_unix(path, factory),
+            connect=lambda reactor, port, factory: reactor.connect_unix(path, factory, timeout=5),
+            abort_resets_peer=False,
+            carries_fds=True,
+        )
+        try:
+            yield builder
+        finally:
+            builder.close()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(Path(tmp_path_factory.mktemp("tls-qt-conformance")))
+
+
+class TestTLSTransportOnQt(TransportConformance):
+    @pytest.fixture
+    def builder(self, app: Any, certs: Certs) -> Iterator[PairBuilder]:
+        server = server_options(certs.server_cert, certs.server_key)
+        client = client_options("localhost", ca_file=certs.ca)
+        builder = ReactorPairBuilder(
+            "tls-qt",
+            lambda: QtReactor(app),
+            listen=lambda reactor, factory: reactor.listen_ssl(
+                0, factory, server, interface="127.0.0.1"),
+            connect=lambda reactor, port, factory: reactor.connect_ssl(
+                "127.0.0.1", port.get_host()[1], factory, client, timeout=5),
         )
         yield builder
         builder.close()
