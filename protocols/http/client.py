@@ -37,9 +37,10 @@ from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IDelayedCall
 
 from ._abnf import is_token
-from ._client_pool import HTTPConnectionPool, PoolKey
-from ._client_protocol import Exchange, HTTPClientProtocol
-from ._client_response import (
+from ._headers import Headers, to_bytes
+from .client_pool import HTTPConnectionPool, PoolKey
+from .client_protocol import Exchange, HTTPClientProtocol
+from .client_response import (
     ClientResponse,
     ConnectTimeout,
     HTTPClientError,
@@ -50,7 +51,6 @@ from ._client_response import (
     ResponseTooLarge,
     TooManyRedirects,
 )
-from ._headers import Headers, to_bytes
 
 __all__ = [
     "Agent",
@@ -172,6 +172,8 @@ class Agent:
         limit = self.timeout if isinstance(timeout, _Unset) else timeout
         _check_timeout(limit)
         prepared = _prepare(method, url, headers, body)
+        if prepared.key[0] == "https" and not hasattr(self.reactor, "connect_ssl"):
+            raise ValueError(f"{url!r}: this reactor cannot make TLS connections (no connect_ssl)")
         if self.follow_redirects and prepared.method != b"CONNECT":
             return Deferred.from_coroutine(self._follow(prepared, limit))
         return _Call(self, prepared, limit).deferred
@@ -293,6 +295,9 @@ class _Call:
         protocol, reused = result
         if self.deferred.called:  # cancelled or timed out meanwhile
             protocol.transport.abort()
+            return
+        if protocol.lost or protocol.busy:  # lost between connecting and now
+            self._on_done(ResponseNeverReceived("the connection closed at once"), False, reused)
             return
         self._protocol = protocol
         prepared = self._prepared

@@ -16,7 +16,6 @@ from plait.cluster.interfaces import IProtocol
 from plait.cluster.protocol import Protocol
 from plait.cluster.testing import IOPump, MemoryReactor
 from plait.protocols.http import Headers, Request, Response, Router, Site, StreamingResponse, client
-from plait.protocols.http._client_protocol import HTTPClientProtocol
 from plait.protocols.http.client import (
     Agent,
     ClientResponse,
@@ -29,6 +28,7 @@ from plait.protocols.http.client import (
     ResponseTooLarge,
     TooManyRedirects,
 )
+from plait.protocols.http.client_protocol import HTTPClientProtocol
 
 from ._helpers import CHUNKINGS, split
 
@@ -424,7 +424,7 @@ def test_paused_writing_stops_the_iterable_until_resumed() -> None:
             sent.append(i)
             yield b"%d" % i
 
-    from plait.protocols.http._client_protocol import Exchange
+    from plait.protocols.http.client_protocol import Exchange
 
     protocol.start(
         Exchange(
@@ -880,3 +880,61 @@ def test_module_level_get_and_request_use_the_default_agent(
     assert first.result.status == 200
     server2, _ = raw(reactor, 1)
     assert server2.received.startswith(b"DELETE /b HTTP/1.1")
+
+
+# -- HTTPS and HEAD ----------------------------------------------------------------------------
+
+
+class TLSMemoryReactor(MemoryReactor):
+    """A MemoryReactor whose connect_ssl records the options and connects in memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tls: list[tuple[str, int, Any]] = []
+
+    def connect_ssl(
+        self, host: str, port: int, factory: Any, options: Any, timeout: float = 30.0
+    ) -> Deferred[Any]:
+        self.tls.append((host, port, options))
+        return self.connect_tcp(host, port, factory, timeout)
+
+
+def test_https_url_on_a_reactor_without_tls_raises_valueerror() -> None:
+    with pytest.raises(ValueError, match="cannot make TLS connections"):
+        Agent(MemoryReactor()).request("GET", "https://example.com/")
+
+
+def test_https_connects_with_the_tls_options_for_the_host() -> None:
+    reactor = TLSMemoryReactor()
+    agent = Agent(reactor, tls_options=lambda host: ("options for", host))
+    d = agent.request("GET", "https://example.com/")
+    assert reactor.tls == [("example.com", 443, ("options for", "example.com"))]
+    server, pump = raw(reactor)
+    assert b"Host: example.com\r\n" in server.received
+    answer(server, pump, OK_HELLO)
+    assert Outcome(d).result.status == 200
+    assert ("https", "example.com", 443) in agent.pool.statistics()
+
+
+def test_tls_options_that_raise_errback_the_request() -> None:
+    def refuse(host: str) -> Any:
+        raise ValueError(f"no certificate for {host}")
+
+    reactor = TLSMemoryReactor()
+    agent = Agent(reactor, tls_options=refuse)
+    error = Outcome(agent.request("GET", "https://example.com/")).error()
+    assert isinstance(error, ValueError) and "no certificate" in str(error)
+    assert agent.pool.statistics()[("https", "example.com", 443)] == (0, 0, 0)
+
+
+def test_head_response_has_no_body_and_the_connection_is_reused() -> None:
+    reactor = MemoryReactor()
+    agent = Agent(reactor)
+    d = agent.request("HEAD", "http://example.com/")
+    server, pump = raw(reactor)
+    answer(server, pump, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+    response = Outcome(d).result
+    assert response.length == 5
+    assert Outcome(response.read()).result == b""
+    agent.request("GET", "http://example.com/")
+    assert len(reactor.tcp_clients) == 1

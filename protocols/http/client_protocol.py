@@ -1,7 +1,11 @@
-"""The HTTP client's per-connection protocol: one ``Connection(CLIENT)`` on a transport.
+"""plait.protocols.http.client_protocol: the HTTP client's per-connection protocol.
+
+One ``Connection(CLIENT)`` of the sans-IO core on a transport: the thin adapter
+(not a ``_`` core: it holds a transport and Deferreds). ``Agent`` in
+``plait.protocols.http.client`` is what applications use.
 
 Theory of operation. An ``HTTPClientProtocol`` runs one ``Exchange`` (a request
-and its response) at a time; the pool (``_client_pool``) decides which exchange
+and its response) at a time; the pool (``client_pool``) decides which exchange
 runs on which connection. ``start`` writes the request head and body: a bytes
 body goes out with the head in one write; an iterable or async iterable of chunks
 is pumped, waiting while the transport is above its high-water mark
@@ -34,14 +38,6 @@ from plait.cluster.defer import Deferred, maybe_deferred, succeed
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IProtocol
 
-from ._client_response import (
-    ClientResponse,
-    MalformedResponse,
-    ResponseBody,
-    ResponseFailed,
-    ResponseNeverReceived,
-    ResponseTooLarge,
-)
 from ._connection import Connection
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -57,6 +53,14 @@ from ._events import (
 from ._headers import Headers
 from ._readers import Limits
 from ._state import CLIENT, State
+from .client_response import (
+    ClientResponse,
+    MalformedResponse,
+    ResponseBody,
+    ResponseFailed,
+    ResponseNeverReceived,
+    ResponseTooLarge,
+)
 
 __all__ = ["Exchange", "HTTPClientProtocol"]
 

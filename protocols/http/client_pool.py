@@ -1,4 +1,8 @@
-"""The HTTP client's connection pool: reuse kept-alive connections per origin.
+"""plait.protocols.http.client_pool: the HTTP client's connection pool (adapter side).
+
+Reuses kept-alive connections per origin. Like ``server`` and ``streams``, this
+module uses Deferreds and a clock, so it is not a ``_`` sans-IO core; applications
+import ``HTTPConnectionPool`` from ``plait.protocols.http.client``.
 
 Theory of operation. Connections are pooled per key ``(scheme, host, port)``. For
 each key the pool counts every connection it has made that is not yet lost
@@ -23,11 +27,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
-from plait.cluster.defer import CancelledError, Deferred, gather, succeed
+from plait.cluster.defer import CancelledError, Deferred, gather, maybe_deferred, succeed
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IDelayedCall, IReactorTime
 
-from ._client_protocol import HTTPClientProtocol
+from .client_protocol import HTTPClientProtocol
 
 __all__ = ["HTTPConnectionPool", "PoolKey"]
 
@@ -141,7 +145,7 @@ class HTTPConnectionPool:
             self._wake(key)
             return failure
 
-        d = connect()
+        d = maybe_deferred(connect)  # a connector that raises fails the Deferred
         d.add_callbacks(connected, failed)
         return d  # type: ignore[return-value]  # the callbacks changed its result type
 

@@ -1,6 +1,9 @@
-"""What the HTTP client hands back: ``ClientResponse``, its body, and the errors.
+"""plait.protocols.http.client_response: ``ClientResponse``, its body, the errors.
 
-Theory of operation. The connection adapter (``_client_protocol``) builds one
+Re-exported by ``plait.protocols.http.client``, which is where applications import
+them from (not a ``_`` core: bodies hand out Deferreds).
+
+Theory of operation. The connection adapter (``client_protocol``) builds one
 ``ClientResponse`` per final response head and feeds the body into its
 ``ResponseBody`` as ``Data`` events arrive. The body is a queue of chunks with at
 most one waiting reader: ``read()`` collects every chunk, ``stream()`` hands them
