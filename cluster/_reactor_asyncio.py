@@ -33,8 +33,10 @@ loop, the default one or uvloop's or any other that implements ``add_reader``:
   arrives) by calling the reader once and then dropping it for good. The native
   TCP transport reads once per event, so a reader that got the last bytes before
   the RST in that call would never hear of the reset. On uvloop, TCP connections
-  therefore use ``_UvloopStreamTransport``, which reads until ``EAGAIN`` (at most
-  ``_UV_READS`` times per event) so that the error is seen in the same call.
+  therefore run on uvloop's own transport behind ``AsyncioStreamTransport``
+  (``_reactor_asyncio_stream``, also much faster); a ``BufferedProtocol`` keeps the
+  native transport as ``_UvloopStreamTransport``, which reads until ``EAGAIN`` (at
+  most ``_UV_READS`` times per event) so that the error is seen in the same call.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ _UV_READS = 16
 
 
 class _UvloopStreamTransport(StreamTransport):
-    """The TCP transport on uvloop: reads until ``EAGAIN`` (see the module docstring)."""
+    """The native TCP transport on uvloop, for ``BufferedProtocol``s: reads until
+    ``EAGAIN`` (see the module docstring), into bytes or into the protocol's buffer."""
 
     def _on_readable(self) -> None:
         recv = self._recv
@@ -101,6 +104,37 @@ class _UvloopStreamTransport(StreamTransport):
                 self._force_close(exc)
                 return
             if not self._reading:  # paused, or closed, by data_received
+                return
+
+    def _on_readable_into(self) -> None:
+        protocol = self._protocol
+        recv_into = self._sock.recv_into
+        for _ in range(_UV_READS):
+            try:
+                buf = protocol.get_buffer(-1)
+                if not len(buf):
+                    raise RuntimeError(f"get_buffer() of {protocol!r} returned an empty buffer")
+            except Exception as exc:
+                _log.exception("get_buffer of %r failed; aborting its connection", protocol)
+                self._force_close(exc)
+                return
+            try:
+                n = recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fatal_error(exc)
+                return
+            if not n:
+                self._on_eof()
+                return
+            try:
+                protocol.buffer_updated(n)
+            except Exception as exc:
+                _log.exception("buffer_updated of %r failed; aborting its connection", protocol)
+                self._force_close(exc)
+                return
+            if not self._reading:
                 return
 
 

@@ -98,7 +98,8 @@ def test_tcp_connections_on_uvloop_get_the_adapter_over_uvloops_transport(
         assert type(transport._t).__module__.startswith("uvloop")
 
 
-def test_a_buffered_protocol_keeps_the_native_transport(reactor: AsyncioReactor) -> None:
+def test_a_buffered_protocol_keeps_the_native_transport_which_sees_an_rst_after_bytes(
+        reactor: AsyncioReactor) -> None:
     class Buffered(Peer):
         def __init__(self) -> None:
             super().__init__()
@@ -115,6 +116,13 @@ def test_a_buffered_protocol_keeps_the_native_transport(reactor: AsyncioReactor)
     assert isinstance(client.transport, _UvloopStreamTransport)
     server.transport.write(b"into the buffer")
     assert drive(reactor, lambda: client.data == b"into the buffer")
+    # Bytes and an RST in one readable event: uvloop calls the reader once, then
+    # drops it; reading until EAGAIN sees the reset in that call.
+    server.transport.write(b" and the last bytes")
+    server.transport.abort()
+    assert drive(reactor, lambda: bool(client.lost))
+    assert client.data == b"into the buffer and the last bytes"
+    assert isinstance(client.lost[0], ConnectionError)
 
 
 def test_writes_and_close_inside_connection_made_are_delivered_in_order(
