@@ -18,28 +18,31 @@ import pytest
 PLAIT = os.path.join(os.path.dirname(sys.executable), "plait")
 
 
-def _read_line_matching(proc: subprocess.Popen[str], pattern: str, limit: float) -> str:
+def _read_line_matching(proc: subprocess.Popen[bytes], pattern: str, limit: float) -> str:
+    """Read the child's stdout (raw, so no line hides in a Python buffer) until a match."""
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
     deadline = time.monotonic() + limit
-    seen = []
+    buffer = b""
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             break
-        line = proc.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 4096)
+        if not chunk:
             break
-        seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"no line matching {pattern!r} within {limit}s; got {seen!r}")
+        buffer += chunk
+        for line in buffer.decode(errors="replace").splitlines():
+            if re.search(pattern, line):
+                return line
+    raise AssertionError(f"no line matching {pattern!r} within {limit}s; got {buffer!r}")
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+def server() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     proc = subprocess.Popen(
         [PLAIT, "run", "--listen", "tcp:0:interface=127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
     try:
         line = _read_line_matching(proc, r"serving .* -> ", limit=20)
@@ -55,7 +58,7 @@ def server() -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 
 def test_plait_run_serves_the_demo_and_stops_cleanly_on_sigterm(
-    server: tuple[subprocess.Popen[str], int],
+    server: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     proc, port = server
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/plait", timeout=10) as reply:
@@ -66,7 +69,7 @@ def test_plait_run_serves_the_demo_and_stops_cleanly_on_sigterm(
 
 
 def test_plait_run_says_it_serves_one_process(
-    server: tuple[subprocess.Popen[str], int],
+    server: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     """Until the cluster lands, the command must not pretend to run workers."""
     proc, _ = server
@@ -74,7 +77,7 @@ def test_plait_run_says_it_serves_one_process(
     assert proc.wait(10) == 0
 
 
-def test_a_port_in_use_is_a_boot_error(server: tuple[subprocess.Popen[str], int]) -> None:
+def test_a_port_in_use_is_a_boot_error(server: tuple[subprocess.Popen[bytes], int]) -> None:
     _, port = server
     second = subprocess.run(
         [PLAIT, "run", "--listen", f"tcp:{port}:interface=127.0.0.1"],
