@@ -174,7 +174,7 @@ class Agent:
         prepared = _prepare(method, url, headers, body)
         if prepared.key[0] == "https" and not hasattr(self.reactor, "connect_ssl"):
             raise ValueError(f"{url!r}: this reactor cannot make TLS connections (no connect_ssl)")
-        if self.follow_redirects and prepared.method != b"CONNECT":
+        if self.follow_redirects:
             return Deferred.from_coroutine(self._follow(prepared, limit))
         return _Call(self, prepared, limit).deferred
 
@@ -426,9 +426,16 @@ def _prepare(method: str | bytes, url: str, headers: HeaderInput, body: Any) -> 
     raw_method = to_bytes(method) if isinstance(method, str | bytes) else b""
     if not is_token(raw_method):
         raise ValueError(f"invalid HTTP method {method!r}")
+    if raw_method == b"CONNECT":
+        raise ValueError("CONNECT (tunnels) is not supported by the HTTP client")
     scheme, host, port, host_header, target = _split_url(url)
     fields = _headers(headers)
     names = fields.lower_names()
+    if b"upgrade" in names:
+        raise ValueError(
+            "Upgrade is not supported by the HTTP client (for WebSocket, use"
+            " plait.protocols.websocket.connect)"
+        )
     if b"host" not in names:
         fields.add(b"Host", host_header)
     if b"user-agent" not in names:

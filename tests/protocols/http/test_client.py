@@ -688,6 +688,8 @@ def test_invalid_url_raises_valueerror_at_once(url: str, message: str) -> None:
         ("GET", {"Bad Name": "x"}),
         ("GET", {"X-Inject": "a\r\nEvil: 1"}),
         ("GET", [("only-one",)]),
+        ("CONNECT", None),
+        ("GET", {"Upgrade": "websocket", "Connection": "upgrade"}),
     ],
 )
 def test_bad_method_or_header_raises_valueerror_at_once(method: str, headers: Any) -> None:
@@ -938,3 +940,14 @@ def test_head_response_has_no_body_and_the_connection_is_reused() -> None:
     assert Outcome(response.read()).result == b""
     agent.request("GET", "http://example.com/")
     assert len(reactor.tcp_clients) == 1
+
+
+def test_informational_responses_before_the_final_one_are_skipped() -> None:
+    reactor = MemoryReactor()
+    d = Agent(reactor).request("POST", "http://example.com/", {"Expect": "100-continue"}, b"x")
+    server, pump = raw(reactor)
+    answer(server, pump, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n")
+    outcome = Outcome(d)
+    assert not outcome.fired
+    answer(server, pump, OK_HELLO)
+    assert outcome.result.status == 200
