@@ -404,3 +404,20 @@ def test_close_with_a_code_that_may_not_be_sent_is_a_value_error() -> None:
     _, ws = opened()
     with pytest.raises(ValueError):
         ws.close(1006)
+
+
+def test_the_handshake_protocol_provides_iprotocol() -> None:
+    s = start()
+    assert verifyObject(IProtocol, s.reactor.tcp_clients[0].factory())
+
+
+def test_drain_waits_while_the_write_buffer_is_over_its_high_water_mark() -> None:
+    s, ws = opened()
+    assert s.pump is not None
+    s.pump.client_transport.set_write_buffer_limits(high=100, low=10)
+    assert ws.drain().called
+    ws.send(bytes(1000))
+    waiting = ws.drain()
+    assert not waiting.called
+    s.pump.flush()
+    assert waiting.called

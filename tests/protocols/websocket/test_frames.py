@@ -155,3 +155,12 @@ def test_an_incomplete_frame_waits_for_more() -> None:
         reader = FrameReader(expect_masked=True, max_payload=1000)
         reader.receive_data(wire[:cut])
         assert reader.next_frame() is None
+
+
+@pytest.mark.parametrize("size", [1, 3, 511, 512, 513, 4097, 70001])
+def test_both_masking_paths_agree_with_the_definition(size: int) -> None:
+    data = bytes((i * 7 + 3) % 256 for i in range(size))
+    expected = bytes(b ^ MASK[i % 4] for i, b in enumerate(data))
+    assert apply_mask(data, MASK) == expected
+    assert apply_mask(bytearray(data), MASK) == expected
+    assert apply_mask(memoryview(data), MASK) == expected
