@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import tomllib
 from collections.abc import Callable, Sequence
@@ -140,7 +141,47 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="PATH", help="plait.toml to read")
     run.add_argument("--name", help="cluster name (default: default)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    keys = commands.add_parser(
+        "keys", help="generate the CURVE key pair that buses across hosts share"
+    )
+    keys.add_argument("--name", default="default", help="cluster name (default: default)")
+    keys.add_argument("--run-dir", help="runtime directory (default: see docs/cli.md)")
+    keys.add_argument("-o", "--out", metavar="PATH", help="key file (default: RUN_DIR/bus.key)")
+    keys.add_argument("--force", action="store_true", help="replace an existing key file")
+    keys.add_argument("--show", action="store_true", help="print the public key of the file")
     return parser
+
+
+def make_keys(args: argparse.Namespace) -> int:
+    """``plait keys``: write a fresh CURVE key pair (mode 0600) or show its public key."""
+    from plait.cluster._rpc_keys import generate, load, save
+    from plait.supervisor._paths import KEY_FILE, UnsafeRunDir, runtime_dir
+
+    try:
+        path = args.out or str(runtime_dir(args.name, args.run_dir) / KEY_FILE)
+    except (UnsafeRunDir, OSError) as exc:
+        print(f"plait: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.show:
+        try:
+            keys = load(path)
+        except (OSError, ValueError) as exc:
+            print(f"plait: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(keys.public.decode())
+        return 0
+    if os.path.exists(path) and not args.force:
+        print(f"plait: {path} exists; --force replaces it (every node must then get "
+              "the new file)", file=sys.stderr)
+        return EXIT_USAGE
+    keys = generate()
+    try:
+        save(keys, path)
+    except OSError as exc:
+        print(f"plait: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"plait: wrote {path} (mode 0600); public key {keys.public.decode()}")
+    return 0
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -206,6 +247,8 @@ def serve(config: RunConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``plait`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        return make_keys(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
