@@ -375,3 +375,39 @@ def test_statistics_counts_what_the_reactor_holds(reactor: Reactor) -> None:
     reactor.remove_writer(b)
     a.close()
     b.close()
+
+
+def test_an_exception_in_a_reader_writer_or_thread_call_is_logged_and_the_loop_goes_on(
+    reactor: Reactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = socket.socketpair()
+    b.send(b"ready to read")
+    got: list[str] = []
+
+    def bad_reader() -> None:
+        reactor.remove_reader(a)
+        raise KeyError("reader")
+
+    def bad_writer() -> None:
+        reactor.remove_writer(a)
+        raise KeyError("writer")
+
+    def bad_thread_call() -> None:
+        raise KeyError("from a thread")
+
+    def finish() -> None:
+        got.append("still running")
+        reactor.stop()
+
+    reactor.add_reader(a, bad_reader)
+    reactor.add_writer(a, bad_writer)
+    reactor.call_from_thread(bad_thread_call)
+    reactor.call_later(0.05, finish)
+    with caplog.at_level(logging.ERROR, logger="plait.reactor"):
+        run_until_stopped(reactor)
+    a.close()
+    b.close()
+    assert got == ["still running"]
+    raised = sorted(str(r.exc_info[1]) for r in caplog.records
+                    if r.name == "plait.reactor" and r.exc_info)
+    assert raised == ["'from a thread'", "'reader'", "'writer'"]

@@ -411,3 +411,32 @@ def test_react_is_also_reachable_as_plait_cluster_react() -> None:
     assert plait.cluster.react is react
     with pytest.raises(AttributeError):
         _ = plait.cluster.no_such_name
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1")
+def test_an_exception_in_a_signal_handler_is_logged_and_the_loop_goes_on(
+    reactor: Reactor, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not _in_main_thread():
+        pytest.skip("signals need the main thread")
+    got: list[str] = []
+
+    def on_usr1() -> None:
+        got.append("handler")
+        raise KeyError("signal handler")
+
+    def finish() -> None:
+        got.append("still running")
+        reactor.stop()
+
+    reactor.add_signal_handler(signal.SIGUSR1, on_usr1)
+    reactor.call_when_running(os.kill, os.getpid(), signal.SIGUSR1)
+    reactor.call_later(0.05, finish)
+    try:
+        with caplog.at_level(logging.ERROR, logger="plait.reactor"):
+            run_until_stopped(reactor)
+    finally:
+        reactor.remove_signal_handler(signal.SIGUSR1)
+    assert got == ["handler", "still running"]
+    raised = [r.exc_info[1] for r in caplog.records if r.name == "plait.reactor" and r.exc_info]
+    assert len(raised) == 1 and isinstance(raised[0], KeyError)

@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import socket
+import struct
 import time
 import warnings
 from typing import Any
@@ -224,6 +225,41 @@ def test_stop_listening_closes_the_port_and_calls_do_stop(reactor: Reactor) -> N
     assert isinstance(result, ConnectionRefusedError)
     with pytest.raises(RuntimeError):
         port.start_listening()
+
+
+def test_a_port_can_listen_again_on_a_number_left_in_time_wait(reactor: Reactor) -> None:
+    class CloseAtOnce(Protocol):
+        def connection_made(self, transport: Any) -> None:
+            transport.close()  # the server closes first: its end goes to TIME_WAIT
+
+    port = reactor.listen_tcp(0, CloseAtOnce, interface="127.0.0.1")
+    number = port.port
+    assert port._sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+    client = outcome(reactor, reactor.connect_tcp("127.0.0.1", number,
+                                                  lambda: Recorder(on_lost=reactor.stop)))
+    run_until(reactor)
+    assert client.events == ["made", "eof", ("lost", None)]
+    outcome(reactor, port.stop_listening())
+    without_reuse = socket.socket()
+    try:
+        with pytest.raises(OSError) as info:  # what SO_REUSEADDR saves us from
+            without_reuse.bind(("127.0.0.1", number))
+        assert info.value.errno == errno.EADDRINUSE
+    finally:
+        without_reuse.close()
+    again = reactor.listen_tcp(number, Echo, interface="127.0.0.1")
+    assert again.port == number
+    outcome(reactor, again.stop_listening())
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="no TCP_INFO (Linux only)")
+@pytest.mark.parametrize("backlog", [0, 7, 128])
+def test_the_backlog_reaches_the_kernel(reactor: Reactor, backlog: int) -> None:
+    port = reactor.listen_tcp(0, Echo, backlog=backlog, interface="127.0.0.1")
+    info = port._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    # For a listening socket Linux reports the accept queue's limit in tcpi_sacked.
+    assert struct.unpack_from("8B6I", info)[-1] == backlog
+    outcome(reactor, port.stop_listening())
 
 
 def test_the_accept_batch_bounds_accepts_per_wake_up(reactor: Reactor) -> None:

@@ -29,6 +29,42 @@ def test_writelines_sends_every_buffer_in_order(reactor: Reactor) -> None:
     client.transport.abort()
 
 
+def test_writelines_hands_many_buffers_to_the_kernel_in_one_sendmsg(
+    reactor: Reactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, int]] = []
+    real_sendmsg, real_send = socket.socket.sendmsg, socket.socket.send
+
+    def sendmsg(sock: socket.socket, buffers: Any, *args: Any) -> int:
+        buffers = list(buffers)
+        calls.append(("sendmsg", len(buffers)))
+        return real_sendmsg(sock, buffers, *args)
+
+    def send(sock: socket.socket, data: Any, *args: Any) -> int:
+        calls.append(("send", 1))
+        return real_send(sock, data, *args)
+
+    got: list[bytes] = []
+    chunks = [b"%03d" % i for i in range(100)]
+
+    class Collect(Protocol):
+        def data_received(self, data: bytes) -> None:
+            got.append(data)
+            if b"".join(got) == b"".join(chunks):
+                reactor.stop()
+
+    port = reactor.listen_tcp(0, Collect, interface="127.0.0.1")
+    monkeypatch.setattr(socket.socket, "sendmsg", sendmsg)
+    monkeypatch.setattr(socket.socket, "send", send)
+    client = outcome(reactor, reactor.connect_tcp("127.0.0.1", port.port, Recorder))
+    calls.clear()
+    client.transport.writelines(chunks)
+    assert calls == [("sendmsg", 100)]
+    run_until(reactor)
+    assert b"".join(got) == b"".join(chunks)
+    client.transport.abort()
+
+
 @pytest.mark.parametrize("bad", ["text", 42, None, [b"x"]])
 def test_write_rejects_what_is_not_bytes(reactor: Reactor, bad: Any) -> None:
     port = reactor.listen_tcp(0, Echo, interface="127.0.0.1")

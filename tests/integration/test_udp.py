@@ -242,6 +242,35 @@ async def test_multicast_on_loopback_reaches_a_member(reactor: Reactor) -> None:
     sender_t.close()
 
 
+async def _only_the_marker_arrives(member: Recorder, member_t: Any, sender_t: Any) -> None:
+    """Send to the group, then a unicast marker: the member must get the marker alone.
+
+    Both go over loopback in order, so a group datagram that was delivered would
+    arrive before the marker.
+    """
+    port = member_t.get_extra_info("sockname")[1]
+    arrived = member.wait()
+    sender_t.sendto(b"to the group", (GROUP, port))
+    sender_t.sendto(b"marker", ("127.0.0.1", port))
+    kind, (data, _) = await arrived
+    assert (kind, data) == ("datagram", b"marker")
+    assert [d for d, _ in member.datagrams] == [b"marker"]
+
+
+async def test_a_member_that_left_the_group_gets_no_more_group_datagrams(
+    reactor: Reactor,
+) -> None:
+    member = Recorder()
+    member_t = reactor.listen_multicast(0, member)
+    member_t.join_group(GROUP, "127.0.0.1")
+    member_t.leave_group(GROUP, "127.0.0.1")
+    sender_t = reactor.listen_multicast(0, Recorder(), "127.0.0.1")
+    sender_t.set_outgoing_interface("127.0.0.1")
+    await _only_the_marker_arrives(member, member_t, sender_t)
+    member_t.close()
+    sender_t.close()
+
+
 async def test_listen_multiple_lets_two_members_share_a_port(reactor: Reactor) -> None:
     first, second = Recorder(), Recorder()
     first_t = reactor.listen_multicast(0, first, listen_multiple=True)
