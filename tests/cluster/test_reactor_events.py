@@ -114,6 +114,25 @@ def test_startup_triggers_and_call_when_running_run_once_the_loop_runs(
     assert got == ["before-startup", "when-running", "now", "after-now"]
 
 
+def test_startup_triggers_run_before_during_after_and_before_may_delay_the_rest(
+    reactor: Reactor,
+) -> None:
+    got: list[str] = []
+    gate: Deferred[None] = Deferred()
+    for phase in ("after", "during", "before"):
+        reactor.add_system_event_trigger(phase, "startup", got.append, phase)
+    reactor.add_system_event_trigger("before", "startup", lambda: gate)
+
+    def open_gate() -> None:
+        got.append("gate opens")
+        gate.callback(None)
+
+    reactor.call_later(0.01, open_gate)
+    reactor.call_when_running(reactor.stop)
+    run_until_stopped(reactor)
+    assert got == ["before", "gate opens", "during", "after"]
+
+
 def test_custom_system_events_fire_on_demand(reactor: Reactor) -> None:
     got: list[str] = []
     reactor.add_system_event_trigger("during", "reload", got.append, "reloaded")
@@ -182,6 +201,56 @@ def test_the_thread_pool_is_stopped_at_shutdown(reactor: Reactor) -> None:
     reactor.call_soon(reactor.stop)
     run_until_stopped(reactor)
     assert not pool.started
+
+
+def test_defer_to_thread_runs_at_most_the_suggested_number_of_calls_at_once(
+    reactor: Reactor,
+) -> None:
+    reactor.suggest_thread_pool_size(2)
+    release = threading.Event()
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def blocked(n: int) -> int:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        release.wait(5)
+        with lock:
+            running[0] -= 1
+        return n
+
+    results: list[Any] = []
+    stats: list[Any] = []
+
+    def check() -> None:
+        stats.append(reactor.get_thread_pool().statistics())
+        release.set()
+
+    def start() -> None:
+        def done(n: int) -> None:
+            results.append(n)
+            if len(results) == 5:
+                reactor.stop()
+
+        for n in range(5):
+            reactor.defer_to_thread(blocked, n).add_callback(done)
+
+    def wait_for_two() -> None:
+        if running[0] < 2:
+            reactor.call_later(0.005, wait_for_two)
+        else:
+            reactor.call_later(0.02, check)  # time for a third worker to show up, if any
+
+    reactor.call_when_running(start)
+    reactor.call_when_running(wait_for_two)
+    try:
+        run_until_stopped(reactor)
+    finally:
+        release.set()
+    assert sorted(results) == [0, 1, 2, 3, 4]
+    assert running[1] == 2
+    assert (stats[0].workers, stats[0].queued) == (2, 3)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])

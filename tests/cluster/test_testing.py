@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from zope.interface import Interface
+from zope.interface import Interface, providedBy
 from zope.interface.verify import verifyObject
 
 from plait.cluster.interfaces import (
@@ -65,6 +65,29 @@ def test_every_fake_provides_what_it_claims(
     interface: type[Interface], make: Callable[[], object]
 ) -> None:
     assert verifyObject(interface, make())
+
+
+def _every_fake() -> list[object]:
+    reactor = MemoryReactor()
+    pump = _memory_pump()
+    return [
+        MemoryTransport(),
+        pump.server_transport,
+        pump.client_transport,
+        reactor,
+        reactor.listen_tcp(0, Protocol),
+        reactor.listen_unix("/tmp/x.sock", Protocol),
+        reactor.listen_udp(0, DatagramProtocol()),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_every_fake())))
+def test_every_interface_a_fake_declares_is_verified(index: int) -> None:
+    fake = _every_fake()[index]
+    declared = list(providedBy(fake).flattened())
+    assert declared, f"{fake!r} declares no interface"
+    for interface in declared:
+        assert verifyObject(interface, fake), interface
 
 
 # ------------------------------------------------------------------ MemoryTransport

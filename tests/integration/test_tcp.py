@@ -108,6 +108,8 @@ def test_a_peer_reset_mid_write_reaches_connection_lost(reactor: Reactor) -> Non
     lost = servers[0].events[-1]
     assert lost[0] == "lost"
     assert isinstance(lost[1], (ConnectionResetError, BrokenPipeError))
+    servers[0].transport.write(b"after the reset")  # dropped, does not raise
+    assert servers[0].transport.get_write_buffer_size() == 0
 
 
 def test_abort_sends_a_reset_to_the_peer(reactor: Reactor) -> None:
