@@ -3,7 +3,7 @@
 Theory of operation: a reactor is a loop (``run``/``stop``, ``call_soon``,
 ``call_later``, ``add_reader``/``add_writer``, signals) plus a large set of methods
 that only *use* that loop: TCP, UDP, Unix and TLS ports and connections (``_tcp``,
-``_udp``, ``_unix``, ``_tls``), name resolution, the thread pool, child processes,
+``_udp``, ``_unix``, ``_tls_reactor``), name resolution, the thread pool, child processes,
 system event triggers and ``call_when_running``. ``ReactorBase`` holds the second
 part once, so that the native ``Reactor`` (``_reactor_select``) and
 ``AsyncioReactor`` (``_reactor_asyncio``) offer the same transports, built on the
@@ -298,7 +298,7 @@ class ReactorBase:
 
         return listen_unix_datagram(self, address, protocol, mode)
 
-    # --------------------------------------------------------- TLS (in _tls.py)
+    # ------------------------------------------------- TLS (in _tls_reactor.py)
 
     def listen_ssl(self, port: int, factory: Callable[[], Any], options: Any,
                    backlog: int = 511, interface: str = "") -> Any:
@@ -312,7 +312,7 @@ class ReactorBase:
             TypeError: ``options`` are not server options.
             OSError, ValueError: as for ``listen_tcp``.
         """
-        from plait.cluster._tls import listen_ssl
+        from plait.cluster._tls_reactor import listen_ssl
 
         return listen_ssl(self, port, factory, options, backlog, interface)
 
@@ -326,7 +326,7 @@ class ReactorBase:
             wrong host name), ``tls.TLSError`` (failed handshake) or ``TimeoutError``
             (``options.handshake_timeout``).
         """
-        from plait.cluster._tls import connect_ssl
+        from plait.cluster._tls_reactor import connect_ssl
 
         return connect_ssl(self, host, port, factory, options, timeout)
 
@@ -340,7 +340,7 @@ class ReactorBase:
             A Deferred of the TLS transport, fired after the handshake; it errbacks
             as ``connect_ssl``'s does, and the connection is then closed.
         """
-        from plait.cluster._tls import start_tls
+        from plait.cluster._tls_reactor import start_tls
 
         return start_tls(self, transport, options, server_side)
 

@@ -52,18 +52,14 @@ from zope.interface import implementer
 
 from plait.cluster._defer import Deferred
 from plait.cluster._defer import TimeoutError as DeferTimeoutError
+from plait.cluster._tls_errors import CertificateVerifyError, TLSError, describe
 from plait.cluster._tls_options import TLSOptions, verify_message
 from plait.cluster.interfaces import IProtocol, ITransport
-from plait.cluster.protocol import build_protocol
 
 __all__ = [
     "CertificateVerifyError",
     "TLSError",
-    "TLSServerFactory",
     "TLSTransport",
-    "connect_ssl",
-    "listen_ssl",
-    "start_tls",
 ]
 
 _log = logging.getLogger("plait.tls")
@@ -73,39 +69,6 @@ _ZeroReturn = SSL.ZeroReturnError
 _SSLError = SSL.Error
 #: Largest plaintext piece asked of ``SSL_read`` (four full records).
 _RECV_SIZE = 65536
-
-
-class TLSError(ConnectionError):
-    """A TLS handshake failed, or the peer sent what TLS forbids.
-
-    .. versionadded:: 0.1
-    """
-
-
-class CertificateVerifyError(TLSError):
-    """The peer's certificate was refused: unknown CA, wrong host name, expired...
-
-    Attributes:
-        code: OpenSSL's ``X509_V_ERR_*`` code.
-        depth: Position in the chain of the refused certificate (0: the peer's own).
-
-    .. versionadded:: 0.1
-    """
-
-    def __init__(self, message: str, code: int = 0, depth: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
-        self.depth = depth
-
-
-def _describe(exc: BaseException) -> str:
-    """OpenSSL's reasons (``[(lib, func, reason), ...]``) as one line."""
-    if isinstance(exc, SSL.SysCallError):
-        return "unexpected EOF from the peer"
-    args = exc.args
-    if args and isinstance(args[0], list) and args[0]:
-        return "; ".join(str(item[-1]) for item in args[0] if item)
-    return str(exc) or type(exc).__name__
 
 
 #: Bytes a record adds to its plaintext, by (version, AEAD): header 5, tag 16, plus
@@ -291,7 +254,7 @@ class TLSTransport:
                 f"the {side} certificate was refused: {verify_message(code)}"
                 + (f" (for {self._options.hostname!r})" if code == 62 else "")
                 + (f" at depth {depth}" if depth else ""), code, depth)
-        return TLSError(f"TLS handshake failed: {_describe(exc)}")
+        return TLSError(f"TLS handshake failed: {describe(exc)}")
 
     def _verify_failed(self, code: int, depth: int) -> None:
         """Called by the verify callback (``_tls_options``) with the first failure."""
@@ -414,7 +377,7 @@ class TLSTransport:
 
     def _on_record_error(self, exc: BaseException | None) -> None:
         if self._failure is None:
-            self._failure = TLSError(f"TLS error: {_describe(exc)}" if exc else "TLS error")
+            self._failure = TLSError(f"TLS error: {describe(exc)}" if exc else "TLS error")
         _log.info("TLS connection with %s closed: %s",
                   self._lower.get_extra_info("peername"), self._failure)
         self._flush()
@@ -536,7 +499,7 @@ class TLSTransport:
         try:
             self._ssl.shutdown()
         except _SSLError as exc:
-            _log.debug("%r: SSL_shutdown: %s", self, _describe(exc))
+            _log.debug("%r: SSL_shutdown: %s", self, describe(exc))
         self._flush()
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
@@ -653,117 +616,3 @@ class TLSTransport:
         """Deliver to ``protocol`` from now on."""
         self._protocol = protocol
         self._data_received = protocol.data_received
-
-
-class TLSServerFactory:
-    """Wraps an application protocol factory: each connection gets a ``TLSTransport``.
-
-    The application factory is asked first; ``None`` refuses the connection.
-    ``do_start``/``do_stop`` are forwarded.
-    """
-
-    def __init__(self, clock: Any, factory: Callable[[], Any], options: TLSOptions) -> None:
-        if not options.server_side:
-            raise ValueError(f"{options!r} are client options; listen_ssl needs server_options")
-        self._clock = clock
-        self._factory = factory
-        self._options = options
-
-    def build_protocol(self, addr: object) -> TLSTransport | None:
-        """The TLS layer for one accepted connection, or ``None`` if refused."""
-        protocol = build_protocol(self._factory, addr)
-        if protocol is None:
-            return None
-        tls = TLSTransport(self._clock, self._options, protocol)
-        tls.handshake.add_errback(lambda failure: None)  # logged by the transport
-        return tls
-
-    def do_start(self) -> None:
-        """Forward to the application factory."""
-        start = getattr(self._factory, "do_start", None)
-        if start is not None:
-            start()
-
-    def do_stop(self) -> None:
-        """Forward to the application factory."""
-        stop = getattr(self._factory, "do_stop", None)
-        if stop is not None:
-            stop()
-
-    def __call__(self) -> TLSTransport | None:
-        return self.build_protocol(None)
-
-
-def listen_ssl(reactor: Any, port: int, factory: Callable[[], Any], options: TLSOptions,
-               backlog: int = 511, interface: str = "") -> Any:
-    """Listen for TLS on TCP ``port``; see ``Reactor.listen_ssl``."""
-    if not isinstance(options, TLSOptions):
-        raise TypeError(f"options must come from server_options(), not {options!r}")
-    if not callable(factory):
-        raise TypeError(f"factory must be callable, not {factory!r}")
-    return reactor.listen_tcp(port, TLSServerFactory(reactor, factory, options), backlog,
-                              interface)
-
-
-def connect_ssl(reactor: Any, host: str, port: int, factory: Callable[[], Any],
-                options: TLSOptions, timeout: float = 30.0) -> Deferred[Any]:
-    """Connect over TCP, then TLS; see ``Reactor.connect_ssl``."""
-    if not isinstance(options, TLSOptions) or options.server_side:
-        raise TypeError(f"options must come from client_options(), not {options!r}")
-    if not callable(factory):
-        raise TypeError(f"factory must be callable, not {factory!r}")
-    layers: list[TLSTransport] = []
-
-    def make() -> TLSTransport | None:
-        protocol = build_protocol(factory, (host, port))
-        if protocol is None:
-            return None
-        tls = TLSTransport(reactor, options, protocol)
-        layers.append(tls)
-        return tls
-
-    def cancel(d: Deferred[Any]) -> None:
-        connecting.cancel()
-        for tls in layers:
-            tls.handshake.add_errback(lambda failure: None)
-            tls.abort()
-
-    result: Deferred[Any] = Deferred(cancel)
-    connecting = reactor.connect_tcp(host, port, make, timeout)
-
-    def connected(tls: TLSTransport) -> None:
-        tls.handshake.add_callbacks(lambda t: _fire(result, t.get_protocol()),
-                                    lambda failure: _fire(result, failure))
-
-    connecting.add_callbacks(connected, lambda failure: _fire(result, failure))
-    return result
-
-
-def _fire(d: Deferred[Any], outcome: Any) -> None:
-    if d.called:
-        return
-    if hasattr(outcome, "raise_exception"):
-        d.errback(outcome)
-    else:
-        d.callback(outcome)
-
-
-def start_tls(clock: Any, transport: Any, options: TLSOptions,
-              server_side: bool = False) -> Deferred[TLSTransport]:
-    """Upgrade ``transport`` to TLS; see ``Reactor.start_tls``."""
-    if not isinstance(options, TLSOptions):
-        raise TypeError(f"options must come from server_options()/client_options(), "
-                        f"not {options!r}")
-    if options.server_side != bool(server_side):
-        want = "server_options" if server_side else "client_options"
-        raise ValueError(f"server_side={server_side!r} needs {want}(), not {options!r}")
-    if transport.is_closing():
-        raise ConnectionError(f"cannot start TLS on {transport!r}: it is closing")
-    protocol = transport.get_protocol()
-    tls = TLSTransport(clock, options, protocol, notify_connection_made=False)
-    if not transport.is_reading():
-        tls._read_paused = True  # the application paused; the handshake still reads
-        transport.resume_reading()
-    transport.set_protocol(tls)
-    tls.connection_made(transport)
-    return tls.handshake

@@ -48,7 +48,7 @@ def serve(impl, cert, key):
     sock.setblocking(False)
     port = sock.getsockname()[1]
     if impl == "plait":
-        from plait.cluster._tls import TLSServerFactory
+        from plait.cluster._tls_reactor import TLSServerFactory
         from plait.cluster.protocol import Protocol
         from plait.cluster.reactor import Reactor
         from plait.cluster.tls import server_options

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from zope.interface.verify import verifyObject
 
-from plait.cluster._tls import start_tls
+from plait.cluster._tls_reactor import start_tls
 from plait.cluster.defer import TimeoutError
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import (

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from zope.interface.verify import verifyObject
 
-from plait.cluster._tls import TLSServerFactory
 from plait.cluster._tls_options import hostname_matches
+from plait.cluster._tls_reactor import TLSServerFactory
 from plait.cluster.endpoints import client_from_string, server_from_string
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
