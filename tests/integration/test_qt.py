@@ -73,11 +73,11 @@ class Echo(Protocol):
 
 
 class Client(Protocol):
-    """Ping-pongs 64-byte messages, one in flight, until the reactor's clock passes ``until``."""
+    """Ping-pongs 64-byte messages, one in flight, until ``stop`` holds; counts in ``events``."""
 
-    def __init__(self, clock: Any, until: float) -> None:
-        self.clock = clock
-        self.until = until
+    def __init__(self, stop: list[bool], events: list[str]) -> None:
+        self.stop = stop
+        self.events = events
         self.done: Deferred[int] = Deferred()
         self.echoed = 0
 
@@ -89,7 +89,8 @@ class Client(Protocol):
         self.echoed += len(data)
         if self.echoed % 64:
             return
-        if self.clock.seconds() < self.until:
+        self.events.append("echo")
+        if not self.stop[0]:
             self.transport.write(b"x" * 64)
         else:
             self.transport.close()
@@ -97,29 +98,41 @@ class Client(Protocol):
 
 
 def test_a_qt_timer_keeps_ticking_while_plait_serves_clients(reactor: QtReactor) -> None:
-    clients, serving = 20, 0.3
+    # Twenty clients keep a round trip in flight each, so the loop is never idle
+    # while they run; the clients stop once a 10 ms QTimer has ticked WANTED times
+    # during the serving. A reactor that starved Qt's own sources would never get
+    # there (the 20 s guard of run_until_stopped fails the test); one that starved
+    # Plait's sockets would show ticks with no round trip between them. Counted,
+    # not timed, so a slow shared machine cannot make it flaky.
+    clients, wanted = 20, 15
     label = QtWidgets.QLabel("ticks: 0")
     label.show()
-    ticks: list[float] = []
+    events: list[str] = []  # "tick" and "echo", in the order the loop ran them
+    stop = [False]
+    serving = [False]
+    ticks = [0]
 
     def tick() -> None:
-        ticks.append(reactor.seconds())
-        label.setText(f"ticks: {len(ticks)}")
+        ticks[0] += 1
+        label.setText(f"ticks: {ticks[0]}")
+        if serving[0]:
+            events.append("tick")
+            if events.count("tick") >= wanted:
+                stop[0] = True
 
     timer = QtCore.QTimer()
     timer.timeout.connect(tick)
     timer.start(10)
-    window: list[float] = []
     port = reactor.listen_tcp(0, Echo, interface="127.0.0.1")
 
     async def serve() -> list[int]:
-        window.append(reactor.seconds())
-        protocols = [Client(reactor, window[0] + serving) for _ in range(clients)]
+        protocols = [Client(stop, events) for _ in range(clients)]
         for protocol in protocols:
             await reactor.connect_tcp("127.0.0.1", port.get_host()[1],
                                       functools.partial(lambda p: p, protocol), timeout=5)
+        serving[0] = True
         round_trips = await gather([p.done for p in protocols])
-        window.append(reactor.seconds())
+        serving[0] = False
         await port.stop_listening()
         return round_trips
 
@@ -133,16 +146,16 @@ def test_a_qt_timer_keeps_ticking_while_plait_serves_clients(reactor: QtReactor)
         timer.stop()
         label.close()
     (round_trips,) = result
-    assert len(round_trips) == clients and min(round_trips) >= 10, round_trips
-    start, end = window
-    assert end - start >= serving
-    during = [t for t in ticks if start <= t <= end]
-    # A 10 ms timer over a 300 ms window ticks ~30 times; a starved GUI loop
-    # would tick once or not at all. The longest silence stays short too.
-    assert len(during) >= 10, (len(during), end - start)
-    gaps = [b - a for a, b in zip([start, *during], [*during, end], strict=True)]
-    assert max(gaps) < 0.15, gaps
-    assert label.text() == f"ticks: {len(ticks)}"
+    assert isinstance(round_trips, list), round_trips
+    assert len(round_trips) == clients and min(round_trips) >= 1, round_trips
+    assert events.count("tick") == wanted
+    # Between ticks the loop served: most intervals between two ticks hold round
+    # trips (a stall of the whole process may let two ticks meet now and then).
+    intervals = "".join("t" if e == "tick" else "e" for e in events).split("t")[1:-1]
+    served_between = sum(1 for chunk in intervals if chunk)
+    assert served_between >= (wanted - 1) // 2, events
+    assert events.count("echo") >= wanted
+    assert label.text() == f"ticks: {ticks[0]}"
 
 
 # ------------------------------------------------------------- the reactor

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from OpenSSL import SSL
 from zope.interface.verify import verifyObject
 
@@ -582,3 +583,88 @@ def test_openssl_s_client_with_tls_1_1_is_refused(
     assert drive(reactor, lambda: "TLS handshake with" in logged(tls_logs))
     assert "unsupported protocol" in logged(tls_logs)
     assert_served(reactor, port, certs)
+
+
+@needs_openssl
+def test_openssl_s_client_with_a_client_certificate_from_the_wrong_ca_is_refused(
+    reactor: Reactor, certs: Certs, tls_logs: pytest.LogCaptureFixture
+) -> None:
+    options = server_options(certs.server_cert, certs.server_key, ca_file=certs.ca,
+                             verify_client=True)
+    port = listen(reactor, options)
+    child = Child(["openssl", "s_client", "-ign_eof", "-connect", f"127.0.0.1:{port}",
+                   "-servername", "localhost", "-CAfile", certs.ca,
+                   "-cert", certs.evil_client_cert, "-key", certs.evil_client_key],
+                  stdin=b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    _, output = child.finish(reactor)  # s_client exits once the server has closed
+    assert "hello" not in output
+    assert drive(reactor, lambda: "client certificate was refused" in logged(tls_logs))
+    assert "unknown ca" in output.lower() or "alert" in output.lower(), output
+    good = stdlib_context(certs, cert=(certs.client_cert, certs.client_key))
+    answer, _, _ = Thread(lambda: stdlib_get(port, good)).result(reactor)
+    assert answer == HTTP_ANSWER
+
+
+# ------------------------------------------------- options on real sockets
+
+
+def test_sni_serves_each_stdlib_client_the_certificate_of_its_host_name(
+    reactor: Reactor, certs: Certs
+) -> None:
+    port = listen(reactor, server_options(
+        certs.server_cert, certs.server_key,
+        sni={"other.test": (certs.other_cert, certs.other_key)}))
+    ctx = stdlib_context(certs)  # verifies the host name against the certificate
+
+    def subject_of(name: str) -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw, \
+                ctx.wrap_socket(raw, server_hostname=name) as tls:
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+    assert Thread(lambda: subject_of("other.test")).result(reactor) == "CN=other.test"
+    assert Thread(lambda: subject_of("localhost")).result(reactor) == "CN=localhost"
+
+
+def test_connect_ssl_errbacks_on_an_unknown_ca(
+    reactor: Reactor, certs: Certs, tls_logs: pytest.LogCaptureFixture
+) -> None:
+    port = listen(reactor, server_options(certs.server_cert, certs.server_key))
+    made: list[Any] = []
+
+    class Client(Protocol):
+        def connection_made(self, transport: Any) -> None:
+            made.append(transport)
+
+    exc = result_of(reactor, reactor.connect_ssl(
+        "127.0.0.1", port, Client, client_options("localhost", ca_file=certs.evil_ca)))
+    assert isinstance(exc, CertificateVerifyError)
+    assert exc.code in (19, 20)  # self-signed in chain / unable to get the issuer
+    assert made == []
+    assert "server certificate was refused" in logged(tls_logs)
+    assert_served(reactor, port, certs)
+
+
+@needs_curl
+def test_mutual_tls_with_curl_shows_the_client_certificate(
+    reactor: Reactor, certs: Certs
+) -> None:
+    subjects: list[str] = []
+
+    class WhoAmI(Web):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            cert = transport.get_extra_info("peercert")
+            subjects.append(cert.subject.rfc4514_string())
+
+    options = server_options(certs.server_cert, certs.server_key, ca_file=certs.ca,
+                             verify_client=True)
+    port = listen(reactor, options, WhoAmI)
+    child = Child(["curl", "-sS", "--noproxy", "*", "--max-time", "10", "--cacert", certs.ca,
+                   "--cert", certs.client_cert, "--key", certs.client_key,
+                   "--resolve", f"localhost:{port}:127.0.0.1", f"https://localhost:{port}/"])
+    code, output = child.finish(reactor)
+    assert code == 0, output
+    assert output == "hello"
+    assert subjects == ["CN=client"]
