@@ -175,6 +175,20 @@ def test_non_callable_is_rejected_when_added_not_when_fired(method: str) -> None
     with pytest.raises(TypeError, match="callable"):
         getattr(d, method)(42)
     assert d._callbacks == []
+    d.callback(1)
+    assert collect(d) == [1]  # the chain never held the bad entry
+
+
+@pytest.mark.parametrize("method", ["add_callback", "add_errback", "add_both", "add_callbacks"])
+@pytest.mark.parametrize("fired", [succeed, lambda v: fail(ValueError(v))])
+def test_non_callable_added_to_a_fired_deferred_is_rejected_and_leaves_its_result(
+    method: str, fired: Any
+) -> None:
+    d: Deferred[Any] = fired(7)
+    with pytest.raises(TypeError, match="callable"):
+        getattr(d, method)("not a function")
+    [result] = collect(d)
+    assert result == 7 or (isinstance(result, Failure) and result.check(ValueError))
 
 
 def test_add_callbacks_rejects_non_callable_callback_or_errback() -> None:
@@ -186,11 +200,19 @@ def test_add_callbacks_rejects_non_callable_callback_or_errback() -> None:
     assert d._callbacks == []
 
 
-def test_errback_with_something_not_an_exception_raises_type_error() -> None:
+@pytest.mark.parametrize("bad", ["oops", ValueError, 42])
+def test_errback_with_something_not_an_exception_raises_type_error(bad: Any) -> None:
     d: Deferred[int] = Deferred()
-    with pytest.raises(TypeError):
-        d.errback("oops")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Failure or an exception"):
+        d.errback(bad)
     assert not d.called
+    d.callback(1)  # still usable: the bad errback() did not fire it
+    assert collect(d) == [1]
+
+
+def test_fail_with_something_not_an_exception_raises_type_error() -> None:
+    with pytest.raises(TypeError, match="Failure or an exception"):
+        fail("oops")  # type: ignore[arg-type]
 
 
 def test_callback_with_a_deferred_raises_type_error() -> None:

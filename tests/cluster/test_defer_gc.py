@@ -144,8 +144,10 @@ def test_debug_mode_names_where_an_already_called_deferred_was_first_fired(
         d.callback(2)
 
 
-def test_already_called_without_debug_mode_says_how_to_find_out_more() -> None:
-    set_debugging(False)
+def test_already_called_without_debug_mode_says_how_to_find_out_more(
+    debugging: None,
+) -> None:
+    set_debugging(False)  # the fixture restores the mode afterwards
     d = succeed(1)
     with pytest.raises(AlreadyCalledError, match="PLAIT_DEFER_DEBUG"):
         d.callback(2)
@@ -153,6 +155,14 @@ def test_already_called_without_debug_mode_says_how_to_find_out_more() -> None:
 
 def _make_a_failing_deferred() -> None:
     fail(OSError("made here"))
+
+
+def _create_one() -> Deferred[int]:
+    return Deferred()
+
+
+def _fail_it(d: Deferred[int]) -> None:
+    d.errback(OSError("fired here"))
 
 
 def test_debug_mode_logs_the_creation_stack_of_an_unhandled_failure(
@@ -164,6 +174,33 @@ def test_debug_mode_logs_the_creation_stack_of_an_unhandled_failure(
     [record] = [r for r in caplog.records if r.name == "plait.defer"]
     assert "Deferred created at" in record.getMessage()
     assert "_make_a_failing_deferred" in record.getMessage()
+
+
+def test_debug_mode_logs_the_creation_and_firing_stacks_apart(
+    debugging: None, observed: list[Failure], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="plait.defer"):
+        _fail_it(_create_one())
+        gc.collect()
+    [record] = [r for r in caplog.records if r.name == "plait.defer"]
+    message = record.getMessage()
+    created, _, fired = message.partition("Deferred first fired at")
+    assert "Deferred created at" in created and "in _create_one" in created
+    assert "in _fail_it" not in created
+    assert "in _fail_it" in fired and "in _create_one" not in fired
+    assert "OSError: fired here" in message
+
+
+def test_without_debug_mode_no_stack_is_recorded(
+    debugging: None, observed: list[Failure], caplog: pytest.LogCaptureFixture
+) -> None:
+    set_debugging(False)
+    with caplog.at_level(logging.ERROR, logger="plait.defer"):
+        _fail_it(_create_one())
+        gc.collect()
+    [record] = [r for r in caplog.records if r.name == "plait.defer"]
+    assert "Deferred created at" not in record.getMessage()
+    assert "PLAIT_DEFER_DEBUG=1" in record.getMessage()
 
 
 def test_set_debugging_is_read_back_by_get_debugging(debugging: None) -> None:
