@@ -1,13 +1,17 @@
 """Time: ``Clock``, ``LoopingCall`` and ``defer_later``.
 
 Theory of operation (Clock): time is a float that moves only when ``advance`` is called.
-Scheduled calls live in one list kept sorted by ``(time, seq)`` (the order
+Scheduled calls live in a binary heap of ``(time, seq, call)`` entries (the order
 ``DelayedCall.__lt__`` defines), so calls due at the same time run in the order they
 were scheduled. ``advance`` first moves the time, then pops and runs the head of the
-list while it is due; a call scheduled *during* ``advance`` for a time that is not
+heap while it is due; a call scheduled *during* ``advance`` for a time that is not
 later than the new time therefore runs in that same ``advance``, after the calls
-already due before it. Cancelling removes the call at once; ``reset``/``delay`` on a
-call re-inserts it at its new place.
+already due before it. Cancelling and moving never search the heap (both O(log n)
+at most), as in the reactor: a cancelled call's entry is skipped when it surfaces,
+and ``reset``/``delay`` push a new entry under the call's new ``(time, seq)``, the
+old one recognised as stale because its ``seq`` no longer matches. When stale
+entries outnumber live ones the heap is rebuilt in one pass, so memory stays
+proportional to the active calls.
 
 An exception raised by a scheduled call propagates out of ``advance`` (a test wants
 to see it); calls that were due and have not yet run stay scheduled and run on the
@@ -16,7 +20,7 @@ next ``advance``.
 
 from __future__ import annotations
 
-import bisect
+import heapq
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -52,7 +56,8 @@ class Clock:
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
-        self._calls: list[DelayedCall] = []
+        self._heap: list[tuple[float, int, DelayedCall]] = []
+        self._stale = 0
 
     # ------------------------------------------------------------ IReactorTime
 
@@ -77,12 +82,12 @@ class Clock:
         if not callable(f):
             raise TypeError(f"{f!r} is not callable")
         call = DelayedCall(self._now + delay, f, args, kwargs, self)
-        bisect.insort(self._calls, call)
+        heapq.heappush(self._heap, (call.time, call.seq, call))
         return call
 
     def get_delayed_calls(self) -> list[DelayedCall]:
         """Every active scheduled call, the next one due first."""
-        return list(self._calls)
+        return [call for _, seq, call in sorted(self._heap) if _live(call, seq)]
 
     # ------------------------------------------------------------ driving time
 
@@ -100,9 +105,13 @@ class Clock:
         if not amount >= 0:  # also rejects NaN
             raise ValueError(f"cannot advance a Clock by {amount!r} seconds")
         self._now += amount
-        calls = self._calls
-        while calls and calls[0].time <= self._now:
-            calls.pop(0).run()
+        heap = self._heap
+        while heap and heap[0][0] <= self._now:
+            _, seq, call = heapq.heappop(heap)
+            if not _live(call, seq):
+                self._stale -= 1
+                continue
+            call.run()
 
     def pump(self, timings: Iterable[float]) -> None:
         """``advance`` by each amount of ``timings`` in turn.
@@ -116,21 +125,28 @@ class Clock:
     # ---------------------------------------------------- the DelayedCall hooks
 
     def _call_cancelled(self, call: DelayedCall) -> None:
-        self._remove(call)
+        self._stale += 1
+        self._maybe_compact()
 
     def _call_moved(self, call: DelayedCall) -> None:
-        self._remove(call)
-        bisect.insort(self._calls, call)
+        self._stale += 1
+        heapq.heappush(self._heap, (call.time, call.seq, call))
+        self._maybe_compact()
 
-    def _remove(self, call: DelayedCall) -> None:
-        # The call's time may have changed already, so search by identity.
-        for index, scheduled in enumerate(self._calls):
-            if scheduled is call:
-                del self._calls[index]
-                return
+    def _maybe_compact(self) -> None:
+        heap = self._heap
+        if self._stale > 64 and self._stale * 2 > len(heap):
+            heap[:] = [entry for entry in heap if _live(entry[2], entry[1])]
+            heapq.heapify(heap)
+            self._stale = 0
 
     def __repr__(self) -> str:
-        return f"<Clock at {self._now!r} with {len(self._calls)} calls>"
+        return f"<Clock at {self._now!r} with {len(self._heap) - self._stale} calls>"
+
+
+def _live(call: DelayedCall, seq: int) -> bool:
+    """Whether a heap entry ``(_, seq, call)`` still stands for an active call."""
+    return call.seq == seq and not (call.cancelled or call.called)
 
 
 # ------------------------------------------------------------------ LoopingCall
