@@ -6,8 +6,8 @@ Theory of operation:
   one ``recv(max_read)`` and hands the bytes to ``protocol.data_received``. ``b""``
   is the peer's EOF: ``eof_received()`` returning a true value keeps our side open
   (half-close), anything else closes. An exception from the protocol aborts *this*
-  connection with that exception (``connection_lost(exc)``) and is logged; the
-  reactor and the other connections carry on. An ``asyncio.BufferedProtocol``
+  connection with that exception (``connection_lost(exc)``; a TCP peer gets an RST)
+  and is logged; the reactor and the other connections carry on. An ``asyncio.BufferedProtocol``
   (``get_buffer``/``buffer_updated``, no ``data_received``) is read with
   ``recv_into`` straight into its buffer, as asyncio does.
 - Writing: ``write`` sends straight to the socket while nothing is buffered and
@@ -133,7 +133,7 @@ class StreamTransport:
             self._protocol.connection_made(self)
         except Exception as exc:
             _log.exception("connection_made of %r failed; aborting", self._protocol)
-            self._force_close(exc)
+            self._abort_with(exc)
             return
         if not self._closing and not self._read_paused:
             self._reading = True
@@ -159,7 +159,7 @@ class StreamTransport:
             except Exception as exc:
                 _log.exception("data_received of %r failed; aborting its connection",
                                self._protocol)
-                self._force_close(exc)
+                self._abort_with(exc)
         else:
             self._on_eof()
 
@@ -176,7 +176,7 @@ class StreamTransport:
                 raise RuntimeError(f"get_buffer() of {protocol!r} returned an empty buffer")
         except Exception as exc:
             _log.exception("get_buffer of %r failed; aborting its connection", protocol)
-            self._force_close(exc)
+            self._abort_with(exc)
             return
         try:
             n = self._sock.recv_into(buf)
@@ -190,7 +190,7 @@ class StreamTransport:
                 protocol.buffer_updated(n)
             except Exception as exc:
                 _log.exception("buffer_updated of %r failed; aborting its connection", protocol)
-                self._force_close(exc)
+                self._abort_with(exc)
         else:
             self._on_eof()
 
@@ -201,7 +201,7 @@ class StreamTransport:
             keep_open = self._protocol.eof_received()
         except Exception as exc:
             _log.exception("eof_received of %r failed; aborting", self._protocol)
-            self._force_close(exc)
+            self._abort_with(exc)
             return
         if not keep_open or self._eof_written:
             self.close()
@@ -459,7 +459,7 @@ class StreamTransport:
             producer.resume_producing()
         except Exception as exc:
             _log.exception("resume_producing of %r failed; aborting", producer)
-            self._force_close(exc)
+            self._abort_with(exc)
             return
         if self._producer is producer and not self._buffer_size and not self._closing:
             self._reactor.call_soon(self._pull)  # all sent at once: ask for more
@@ -481,14 +481,22 @@ class StreamTransport:
 
     def abort(self) -> None:
         """Close now, dropping the buffer; TCP peers get an RST."""
+        self._abort_with(None)
+
+    def _abort_with(self, exc: BaseException | None) -> None:
+        """Close now with an RST for TCP peers; ``connection_lost(exc)`` follows.
+
+        A protocol callback that raised ends its connection this way, so that the
+        peer sees a reset, not a clean end of stream.
+        """
         if self._lost:
             return
         if self._sock.family in _INET:
             try:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-            except OSError as exc:
-                _log.debug("SO_LINGER on %r: %s", self, exc)
-        self._force_close(None)
+            except OSError as err:
+                _log.debug("SO_LINGER on %r: %s", self, err)
+        self._force_close(exc)
 
     def _fatal_error(self, exc: OSError) -> None:
         _log.debug("%r: %s", self, exc)

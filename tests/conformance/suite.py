@@ -158,6 +158,8 @@ class PairBuilder(abc.ABC):
     """The peer of an aborting side sees an error (TCP sends RST; Unix sockets may not)."""
     carries_fds = False
     """Transports provide ``IUnixTransport``: ``send_fds`` reaches ``fds_received``."""
+    protocol_error_resets_peer: bool | None = None
+    """The peer of a side whose protocol raised sees an error (None: as ``abort_resets_peer``)."""
 
     @abc.abstractmethod
     def open(self) -> Pair:
@@ -425,7 +427,11 @@ class TransportConformance:
         pair.client.transport.write(b"trigger")
         assert pair.drive(lambda: bool(pair.server.lost and pair.client.lost), 5.0)
         assert pair.server.lost == [boom]
-        assert len(pair.client.lost) == 1
+        (peer_exc,) = pair.client.lost
+        resets = builder.protocol_error_resets_peer
+        if builder.abort_resets_peer if resets is None else resets:
+            # Aborted, not closed: the peer sees a reset.
+            assert isinstance(peer_exc, ConnectionError), peer_exc
         other.client.transport.write(b"still here")
         assert other.drive(lambda: len(other.client.data) >= 10, 5.0)
         assert bytes(other.client.data) == b"still here"
@@ -442,6 +448,7 @@ class ReactorPairBuilder(PairBuilder):
         connect: ``connect(reactor, port, factory) -> Deferred[protocol]``.
         abort_resets_peer: See ``PairBuilder.abort_resets_peer``.
         carries_fds: See ``PairBuilder.carries_fds``.
+        protocol_error_resets_peer: See ``PairBuilder.protocol_error_resets_peer``.
     """
 
     poll_interval = 0.001
@@ -456,10 +463,12 @@ class ReactorPairBuilder(PairBuilder):
         *,
         abort_resets_peer: bool = True,
         carries_fds: bool = False,
+        protocol_error_resets_peer: bool | None = None,
     ) -> None:
         self.name = name
         self.abort_resets_peer = abort_resets_peer
         self.carries_fds = carries_fds
+        self.protocol_error_resets_peer = protocol_error_resets_peer
         self.reactor = make_reactor()
         self._connect = connect
         self._waiting_servers: list[Recorder] = []

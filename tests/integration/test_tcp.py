@@ -144,6 +144,7 @@ def test_an_exception_in_data_received_aborts_that_connection_only(
         bad.transport.write(b"boom")
         run_until(reactor)
     assert bad.events[-1][0] == "lost"
+    assert isinstance(bad.events[-1][1], ConnectionResetError)  # aborted: an RST
     good.transport.write(b"still served")
     reactor.call_later(0.05, reactor.stop)
     run_until(reactor)
