@@ -31,7 +31,13 @@ from plait.cluster.endpoints import client_from_string, server_from_string
 from plait.cluster.interfaces import IReactorSSL
 from plait.cluster.protocol import Protocol
 from plait.cluster.reactor import Reactor
-from plait.cluster.tls import CertificateVerifyError, TLSOptions, client_options, server_options
+from plait.cluster.tls import (
+    CertificateVerifyError,
+    TLSError,
+    TLSOptions,
+    client_options,
+    server_options,
+)
 from tests.tls_certs import Certs, make_certs
 
 WAIT = 10.0
@@ -170,17 +176,31 @@ def client_hello() -> bytes:
 
 
 class Child:
-    """A command-line peer; always killed at the end."""
+    """A command-line peer; always killed at the end.
 
-    def __init__(self, argv: list[str], stdin: bytes = b"") -> None:
+    ``keep_stdin_open``: write ``stdin`` but do not end it, so that the peer can
+    only finish because the other side closed the connection.
+    """
+
+    def __init__(self, argv: list[str], stdin: bytes = b"", *,
+                 keep_stdin_open: bool = False) -> None:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         self.stdin = stdin
+        self.keep_stdin_open = keep_stdin_open
         self.output = b""
         self._reader = Thread(self._communicate)
 
     def _communicate(self) -> None:
-        self.output, _ = self.proc.communicate(self.stdin, timeout=WAIT)
+        if not self.keep_stdin_open:
+            self.output, _ = self.proc.communicate(self.stdin, timeout=WAIT)
+            return
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(self.stdin)
+        self.proc.stdin.flush()
+        self.output = self.proc.stdout.read()  # until the peer exits (or is killed)
+        self.proc.stdin.close()
+        self.proc.wait(WAIT)
 
     def finish(self, reactor: Reactor) -> tuple[int, str]:
         try:
@@ -562,12 +582,24 @@ def test_a_client_certificate_from_the_wrong_ca_is_refused(
 def test_a_renegotiation_from_openssl_s_client_is_refused(
     reactor: Reactor, certs: Certs, tls_logs: pytest.LogCaptureFixture
 ) -> None:
-    port = listen(reactor, server_options(certs.server_cert, certs.server_key))
+    lost: list[BaseException | None] = []
+
+    class Watched(Web):
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.append(exc)
+
+    port = listen(reactor, server_options(certs.server_cert, certs.server_key), Watched)
+    # "R" makes s_client renegotiate; its input stays open, so it only exits
+    # (within the Child's bounded wait) because the server closed the connection.
     child = Child(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
                    "-legacy_renegotiation", "-CAfile", certs.ca, "-servername", "localhost"],
-                  stdin=b"R\n")
-    child.finish(reactor)
-    assert drive(reactor, lambda: "renegotiat" in logged(tls_logs))
+                  stdin=b"R\n", keep_stdin_open=True)
+    code, output = child.finish(reactor)
+    assert code != 0 and "RENEGOTIATING" in output, output
+    assert drive(reactor, lambda: bool(lost))
+    (exc,) = lost
+    assert isinstance(exc, TLSError) and "renegotiat" in str(exc)
+    assert "renegotiat" in logged(tls_logs)
     assert_served(reactor, port, certs)
 
 
@@ -668,3 +700,15 @@ def test_mutual_tls_with_curl_shows_the_client_certificate(
     assert code == 0, output
     assert output == "hello"
     assert subjects == ["CN=client"]
+
+
+def test_a_tls_1_2_client_offering_only_cbc_suites_is_refused(
+    reactor: Reactor, certs: Certs, tls_logs: pytest.LogCaptureFixture
+) -> None:
+    port = listen(reactor, server_options(certs.server_cert, certs.server_key))
+    ctx = stdlib_context(certs, tls12=True)
+    ctx.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")  # CBC, SHA-1 MAC
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        Thread(lambda: stdlib_get(port, ctx)).result(reactor)
+    assert drive(reactor, lambda: "no shared cipher" in logged(tls_logs))
+    assert_served(reactor, port, certs)
