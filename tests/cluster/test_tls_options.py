@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 from zope.interface.verify import verifyObject
 
 from plait.cluster._tls_options import hostname_matches
@@ -24,6 +25,7 @@ from plait.cluster.task import Clock
 from plait.cluster.testing import MemoryReactor
 from plait.cluster.tls import (
     CertificateVerifyError,
+    TLSError,
     TLSOptions,
     client_options,
     server_options,
@@ -272,3 +274,18 @@ def test_bad_tls_client_strings_raise_value_error(certs: Certs, description: str
 def test_a_missing_key_file_in_a_string_raises_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         server_from_string(MemoryReactor(), f"ssl:0:private_key={tmp_path / 'k.pem'}")
+
+
+def test_the_client_refuses_a_server_that_speaks_only_tls_1_1(certs: Certs) -> None:
+    context = peer_context(certs, server_side=True, cert=(certs.server_cert, certs.server_key))
+    context.set_cipher_list(b"DEFAULT@SECLEVEL=0")  # let OpenSSL speak TLS 1.1 at all
+    context.set_min_proto_version(SSL.TLS1_1_VERSION)
+    context.set_max_proto_version(SSL.TLS1_1_VERSION)
+    peer = Peer(context, server_side=True)
+    _, app, _, outcome = client_of_peer(certs, client_options("localhost", ca_file=certs.ca),
+                                        peer)
+    (failure,) = outcome
+    assert isinstance(failure, Failure)
+    assert isinstance(failure.value, TLSError)
+    assert "version" in str(failure.value) or "protocol" in str(failure.value), failure.value
+    assert app.events == []
