@@ -23,9 +23,19 @@ request-smuggling door).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from ._abnf import HEAD_CHARS, HEXDIG, NAME_CACHE, TARGET_CHARS, is_token, lower_field_name
+from ._abnf import (
+    FIELD_CHARS,
+    HEAD_CHARS,
+    HEXDIG,
+    NAME_CACHE,
+    TARGET_CHARS,
+    TCHAR,
+    is_token,
+    lower_field_name,
+)
 from ._errors import RemoteProtocolError
 from ._events import Data, EndOfMessage, InformationalResponse, Request, Response
 from ._headers import Headers
@@ -38,7 +48,9 @@ __all__ = [
     "Limits",
     "UntilCloseReader",
     "find_head_end",
+    "parse_plain_request_head",
     "parse_request_head",
+    "plain_head_fields",
     "parse_response_head",
 ]
 
@@ -261,6 +273,89 @@ def parse_request_head(head: bytes, limits: Limits) -> tuple[Request, Framing]:
         Request(method=method, target=target, headers=headers, http_version=http_version),
         framing,
     )
+
+
+def _class(chars: bytes) -> bytes:
+    return b"[" + b"".join(b"\\x%02x" % c for c in sorted(set(chars))) + b"]"
+
+
+# A "plain" request head, matched in one C pass: request-line with an RFC 9110
+# token method, a visible-ASCII target and HTTP/1.0 or 1.1, then field lines
+# ``token ":" field-chars``. Every head it matches is one parse_request_head accepts
+# (the classes are the same ones, only CRLF separates lines); anything else falls
+# back to parse_request_head, which decides.
+_PLAIN_HEAD = re.compile(
+    b"(" + _class(TCHAR) + b"+) (" + _class(TARGET_CHARS) + b"+) HTTP/1\\.([01])"
+    b"(?:\\r\\n" + _class(TCHAR) + b"+:" + _class(FIELD_CHARS) + b"*)*",
+).fullmatch
+_PLAIN_FIELD = re.compile(
+    b"\\r\\n(" + _class(TCHAR) + b"+):[ \\t]*(" + _class(FIELD_CHARS) + b"*)"
+).findall
+# In the lower-cased head, "\nname:" is found exactly where a field of that name is
+# (field names are tokens directly followed by ":", and no value holds an LF).
+_FRAMING_FIELDS = re.compile(
+    b"\\n(host|connection|content-length|transfer-encoding|expect|upgrade):([^\\r]*)"
+).findall
+_VERSION_OF = {b"0": b"1.0", b"1": b"1.1"}
+
+
+def parse_plain_request_head(
+    head: bytes, limits: Limits
+) -> tuple[bytes, bytes, bytes, bool, bool] | None:
+    """Parse a bodiless request head the fast way, or return None to say "not plain".
+
+    ``(method, target, http_version, close, keep_alive)`` comes back only for a head
+    that ``parse_request_head`` accepts with the same request line and with no
+    Content-Length, Transfer-Encoding, Expect or Upgrade field, at most
+    ``max_header_count`` fields and exactly one Host for HTTP/1.1 (the framing
+    facts are those its ``Framing`` would hold). Its fields are parsed on demand by
+    ``plain_head_fields``. For any other head (bad, or just less common) the caller
+    must use ``parse_request_head``, which answers or raises exactly as always.
+
+    Args:
+        head: The head without its final CRLFCRLF.
+        limits: The limits (the line and block sizes are the caller's to check).
+    """
+    m = _PLAIN_HEAD(head)
+    if m is None:
+        return None
+    low = head.lower()
+    if low.count(b"\n") > limits.max_header_count:
+        return None
+    hosts = 0
+    close = keep_alive = False
+    for name, value in _FRAMING_FIELDS(low):
+        if name == b"host":
+            hosts += 1
+        elif name == b"connection":
+            for option in value.split(b","):
+                option = option.strip(b" \t")
+                if option == b"close":
+                    close = True
+                elif option == b"keep-alive":
+                    keep_alive = True
+        else:
+            return None  # a body, an expectation or an upgrade: the core frames it
+    method, target, minor = m.groups()
+    version = _VERSION_OF[minor]
+    if hosts != 1 and version == b"1.1":
+        return None
+    return method, target, version, close, keep_alive
+
+
+def plain_head_fields(head: bytes) -> Headers:
+    """The Headers of a head ``parse_plain_request_head`` accepted (as its full
+    parse would give them: names as received, lower-cased names, values without OWS).
+    """
+    names: list[bytes] = []
+    lowers: list[bytes] = []
+    values: list[bytes] = []
+    get = _NAME_CACHE_GET
+    for name, value in _PLAIN_FIELD(head):
+        names.append(name)
+        lowers.append(get(name) or name.lower())
+        values.append(value.rstrip(b" \t"))
+    return Headers._from_parsed(names, lowers, values)
 
 
 def parse_response_head(

@@ -3,8 +3,9 @@
 Theory of operation. The server builds a ``Request`` from the core's request event
 and does as little as it can up front: ``method``, ``path``, ``query`` and
 ``version`` are computed from the raw bytes on first use and cached, and
-``headers`` is the core's ``Headers`` object itself (the fast path, which reuses
-one parse for identical heads, copies it on first use). The body arrives
+``headers`` is the core's ``Headers`` object itself (the server's fast path
+hands over the head's bytes instead, parsed into ``Headers`` on first use, so a
+handler that never looks at the headers never pays for them). The body arrives
 later, event by event, into a body source that the server supplies (its
 ``RequestBody``, in ``streams.py``, which hands out Deferreds; this module stays
 sans-IO): ``await request.body()`` collects it whole, ``request.stream()`` hands out
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 from ._headers import Headers
+from ._readers import plain_head_fields
 
 __all__ = ["BodyError", "BodySource", "FixedBody", "Request"]
 
@@ -140,7 +142,7 @@ class Request:
         self.raw_method = method
         self.target = target
         self._headers = headers if headers is not None else Headers()
-        self._headers_from: Headers | None = None
+        self._headers_from: bytes | None = None
         self.http_version = http_version
         self.client = client
         self.server = server
@@ -157,23 +159,23 @@ class Request:
         self.postpath: list[str] = []
 
     @classmethod
-    def _sharing(
+    def _plain(
         cls,
         method: bytes,
         target: bytes,
-        headers: Headers,
+        head: bytes,
         http_version: bytes,
         client: Any,
         server: Any,
         reactor: Any,
     ) -> Request:
-        """A bodiless request whose headers are copied from ``headers`` on first use
-        (the server's fast path reuses one parse for repeated identical heads)."""
+        """A bodiless request whose headers are parsed from ``head`` on first use
+        (``head`` is one that ``parse_plain_request_head`` accepted)."""
         self = cls.__new__(cls)
         self.raw_method = method
         self.target = target
         self._headers = None  # type: ignore[assignment]
-        self._headers_from = headers
+        self._headers_from = head
         self.http_version = http_version
         self.client = client
         self.server = server
@@ -191,7 +193,7 @@ class Request:
         headers = self._headers
         if headers is None:
             assert self._headers_from is not None
-            headers = self._headers = self._headers_from.copy()
+            headers = self._headers = plain_head_fields(self._headers_from)
         return headers
 
     @headers.setter

@@ -55,7 +55,7 @@ from ._events import NEED_DATA, ConnectionClosed, Data, EndOfMessage, Informatio
 from ._events import Request as CoreRequest
 from ._events import Response as CoreResponse
 from ._headers import Headers
-from ._readers import parse_request_head
+from ._readers import parse_plain_request_head
 from ._request import BodyError, Request
 from ._response import Response, StreamingResponse, SwitchProtocols, coerce_result
 from ._state import SERVER, State
@@ -113,8 +113,6 @@ class HTTPServerProtocol:
         "_discarding",
         "_fast_ok",
         "_head_sent",
-        "_last_head",
-        "_last_parsed",
         "_limits",
         "_lost",
         "_must_close",
@@ -146,10 +144,6 @@ class HTTPServerProtocol:
         self._peer: Any = None
         self._sock: Any = None
         self._fast_ok = False  # the core is between cycles with nothing buffered
-        self._last_head = b""
-        self._last_parsed: tuple[bytes, bytes, bytes, Headers, bool] = (
-            b"", b"", b"", Headers(), False
-        )
         self._closing = False
         self._lost = False
         self._request: Request | None = None  # the request being answered
@@ -255,32 +249,15 @@ class HTTPServerProtocol:
 
     def _fast(self, data: bytes) -> bool:
         """Serve one bodiless request head; False leaves ``data`` to the core."""
-        if data == self._last_head:
-            # A keep-alive client repeating its previous head byte for byte (polling,
-            # health checks, load generators): the parse is a pure function of
-            # these bytes, so its result is reused; only the mutable Headers is copied.
-            method, target, version, pristine, keep = self._last_parsed
-        else:
-            try:
-                event, framing = parse_request_head(data[:-4], self._limits)
-            except RemoteProtocolError:
-                return False  # the core raises it again and answers
-            version = event.http_version
-            if (
-                framing.content_length
-                or framing.transfer_codings is not None
-                or framing.upgrade
-                or framing.expect_continue
-                or (framing.host_count != 1 and version != b"1.0")
-                or event.method == b"CONNECT"
-            ):
-                return False
-            keep = not framing.close and (version == b"1.1" or framing.keep_alive)
-            method, target, pristine = event.method, event.target, event.headers
-            self._last_head = data
-            self._last_parsed = (method, target, version, pristine, keep)
-        request = Request._sharing(
-            method, target, pristine, version, self._peer, self._sock, self._reactor
+        head = data[:-4]
+        parsed = parse_plain_request_head(head, self._limits)
+        if parsed is None:
+            return False  # not plain: the core parses it (and answers what is wrong)
+        method, target, version, close, keep_alive = parsed
+        if method == b"CONNECT":
+            return False
+        request = Request._plain(
+            method, target, head, version, self._peer, self._sock, self._reactor
         )
         self._fast_ok = False
         self._deadline_kind = None
@@ -291,7 +268,10 @@ class HTTPServerProtocol:
                 fields = result.head_fields()
                 status = result.status
                 if fields is not None and status >= 200 and status not in _NO_BODY:
-                    self._fast_write(result, fields, keep and not self._must_close)
+                    keep = not (close or self._must_close) and (
+                        version == b"1.1" or keep_alive
+                    )
+                    self._fast_write(result, fields, keep, method == b"HEAD")
                     return True
         except Exception:
             self._log_app_error(Failure())
@@ -304,35 +284,36 @@ class HTTPServerProtocol:
         self._handle(result)
         return True
 
-    def _fast_write(self, response: Response, fields: bytes, keep: bool) -> None:
-        request = self._request
-        assert request is not None
+    def _fast_write(self, response: Response, fields: bytes, keep: bool, head: bool) -> None:
+        """Write a whole plain response in one ``transport.write``."""
+        status = response.status
+        status_line = None if response.reason else _STATUS_LINES.get(status)
+        if status_line is None:
+            status_line = _status_line(status, response.reason)
         body = response.body
         size = len(body)
-        if keep:
-            conn_line = b"" if request.http_version == b"1.1" else b"Connection: keep-alive\r\n"
-        else:
+        if not keep:
             conn_line = b"Connection: close\r\n"
-        status_line = None if response.reason else _STATUS_LINES.get(response.status)
-        head = b"%s%s%sContent-Length: %d\r\n%s\r\n" % (
-            status_line or _status_line(response.status, response.reason),
-            self._dates.get(),
-            fields,
-            size,
-            conn_line,
+        elif self._request.http_version == b"1.1":  # type: ignore[union-attr]
+            conn_line = b""
+        else:
+            conn_line = b"Connection: keep-alive\r\n"
+        data = b"%s%s%sContent-Length: %d\r\n%s\r\n" % (
+            status_line, self._dates.get(), fields, size, conn_line
         )
-        if request.raw_method == b"HEAD":
-            self.transport.write(head)
+        if head:
             size = 0
         else:
-            self.transport.write(head + body)
-        self._site.requests += 1
+            data += body
+        self.transport.write(data)
+        site = self._site
+        site.requests += 1
         if _access_on(_INFO):
-            log_access(request, response.status, size, self._dates.date())
+            log_access(self._request, status, size, self._dates.date())  # type: ignore[arg-type]
         self._request = None
         if keep:
             self._fast_ok = True
-            self._set_deadline(_IDLE, self._site.idle_timeout)
+            self._set_deadline(_IDLE, site.idle_timeout)
         else:
             self._close()
 
