@@ -20,7 +20,13 @@ Theory of operation:
 - The bridges: ``defer_to_thread_pool`` hands a result back to the loop thread with
   ``reactor.call_from_thread``; ``blocking_call_from_thread`` does the reverse and
   parks the calling worker on a ``threading.Event`` until the loop thread has an
-  answer.
+  answer. A reactor stops its pool from its own thread (a ``shutdown`` trigger, or
+  ``close()``), and ``stop()`` joins the workers: a worker parked in
+  ``blocking_call_from_thread`` would then wait for a loop that waits for it. So a
+  worker of a pool that is being stopped by the loop thread (or while the reactor is
+  not running) gives up: its call is withdrawn if the loop has not taken it, and
+  ``blocking_call_from_thread`` raises ``RuntimeError``. Each worker knows its pool
+  through a thread-local, and ``stop()`` records the thread that is stopping it.
 """
 
 from __future__ import annotations
@@ -48,6 +54,13 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: ``pool``: the ThreadPool whose worker the current thread is (unset elsewhere).
+_worker = threading.local()
+
+#: Seconds between two checks, by a parked worker, that its pool is not being
+#: stopped by the very thread it waits for.
+_STOP_CHECK_INTERVAL = 0.05
 
 T = TypeVar("T")
 
@@ -171,6 +184,7 @@ class ThreadPool:
         self._state = _State.NEW
         self._names = itertools.count(1)
         self._exit_hook_registered = False
+        self._stopper: int | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -228,12 +242,17 @@ class ThreadPool:
                 dropped = list(self._queue)
                 self._queue.clear()
             self._state = _State.STOPPED
+            self._stopper = threading.get_ident()
             self._cond.notify_all()
             workers = list(self._workers)
         for work in dropped:
             work._report(False, RuntimeError("ThreadPool stopped before it started"))
-        for thread in workers:
-            thread.join()
+        try:
+            for thread in workers:
+                thread.join()
+        finally:
+            with self._cond:
+                self._stopper = None
 
     def adjust_size(self, max_threads: int) -> None:
         """Set ``max_threads``; growing starts workers for queued work at once.
@@ -315,6 +334,7 @@ class ThreadPool:
 
     def _work_loop(self) -> None:
         me = threading.current_thread()
+        _worker.pool = self
         with self._cond:
             while True:
                 if len(self._workers) > self._max:
@@ -447,7 +467,10 @@ def blocking_call_from_thread(
 
     ``f`` may return a plain value, a Deferred or a coroutine; the caller blocks until
     that value (or the Deferred's or coroutine's result) is available. There is no
-    time limit: if the reactor is not running, this waits until it runs.
+    time limit: if the reactor is not running, this waits until it runs, except in
+    a worker of a ``ThreadPool`` that is being stopped by the reactor's thread or
+    while the reactor is not running (the reactor's own pool at shutdown or
+    ``close()``): ``stop()`` waits for the worker, so the call is withdrawn instead.
 
     Args:
         reactor: The reactor whose thread runs ``f``.
@@ -457,7 +480,8 @@ def blocking_call_from_thread(
         The result of ``f``, after awaiting it if it is a Deferred or coroutine.
 
     Raises:
-        RuntimeError: called from the reactor's own thread (it would wait for itself).
+        RuntimeError: called from the reactor's own thread (it would wait for itself),
+            or the worker's pool is being stopped by the reactor's thread (see above).
         BaseException: whatever ``f`` raised, or the exception its Deferred failed
             with.
     """
@@ -466,12 +490,17 @@ def blocking_call_from_thread(
 
     done = threading.Event()
     outcome: list[Any] = []
+    lock = threading.Lock()
+    withdrawn = [False]
 
     def finish(result: Any) -> None:
         outcome.append(result)
         done.set()
 
     def run_in_loop() -> None:
+        with lock:
+            if withdrawn[0]:
+                return
         try:
             result = f(*args, **kwargs)
         except BaseException as exc:  # re-raised in the waiting thread
@@ -484,11 +513,33 @@ def blocking_call_from_thread(
             finish(result)
 
     reactor.call_from_thread(run_in_loop)
-    done.wait()
+    pool = getattr(_worker, "pool", None)
+    if pool is None:
+        done.wait()
+    else:
+        while not done.wait(_STOP_CHECK_INTERVAL):
+            if _stopped_by_the_loop(reactor, pool):
+                with lock:
+                    withdrawn[0] = True
+                if not done.is_set():
+                    raise RuntimeError(
+                        "blocking_call_from_thread: the reactor is stopping the thread pool "
+                        "this worker belongs to, so it would never answer")
     result = outcome[0]
     if isinstance(result, Failure):
         result.raise_exception()
     return result
+
+
+def _stopped_by_the_loop(reactor: Any, pool: ThreadPool) -> bool:
+    """True when ``pool`` is being stopped by ``reactor``'s loop thread, or while
+    ``reactor`` is not running: either way nothing will run a call from this worker
+    before ``stop()`` (which waits for this worker) returns."""
+    stopper = pool._stopper
+    if stopper is None:
+        return False
+    loop_thread = getattr(reactor, "_thread_id", None)
+    return loop_thread is None or loop_thread == stopper
 
 
 def _in_loop_thread(reactor: Any) -> bool:
