@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import struct
+import sys
 from typing import Any
 
 import pytest
@@ -304,6 +306,33 @@ def test_ttl_and_loopback_options_round_trip(reactor: Reactor) -> None:
     transport.set_loopback_mode(False)
     assert transport.get_loopback_mode() is False
     transport.abort()
+
+
+_IP_RECVTTL = 12  # Linux's value; the socket module does not name it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_RECVTTL is Linux's")
+@pytest.mark.parametrize("ttl", [1, 7, 200])
+def test_group_datagrams_leave_with_the_ttl_that_was_set(reactor: Reactor, ttl: int) -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender_t = reactor.listen_multicast(0, Recorder(), "127.0.0.1")
+    try:
+        receiver.bind(("", 0))
+        receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                            socket.inet_aton(GROUP) + socket.inet_aton("127.0.0.1"))
+        receiver.setsockopt(socket.IPPROTO_IP, _IP_RECVTTL, 1)
+        receiver.settimeout(5)
+        sender_t.set_outgoing_interface("127.0.0.1")
+        sender_t.set_ttl(ttl)
+        sender_t.sendto(b"hop", (GROUP, receiver.getsockname()[1]))
+        data, ancillary, _, _ = receiver.recvmsg(16, socket.CMSG_SPACE(4))
+        assert data == b"hop"
+        ((level, kind, value),) = ancillary
+        assert (level, kind) == (socket.IPPROTO_IP, socket.IP_TTL)
+        assert struct.unpack("i", value[:4]) == (ttl,)
+    finally:
+        receiver.close()
+        sender_t.abort()
 
 
 @pytest.mark.parametrize("ttl", [-1, 256, 1.5, True, "3"])
