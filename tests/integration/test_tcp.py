@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 import time
 import warnings
 from typing import Any
@@ -51,6 +52,18 @@ def test_ipv6_loopback_works_when_the_host_has_it(reactor: Reactor) -> None:
     client = outcome(reactor, reactor.connect_tcp("::1", port.port, Recorder))
     assert client.transport.get_extra_info("peername")[0] == "::1"
     client.transport.abort()
+
+
+def test_the_interface_limits_which_local_address_is_served(reactor: Reactor) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("only Linux answers on all of 127.0.0.0/8")
+    only_one = reactor.listen_tcp(0, Echo, interface="127.0.0.1")
+    refused = outcome(reactor, reactor.connect_tcp("127.0.0.2", only_one.port, Recorder))
+    assert isinstance(refused, ConnectionRefusedError)
+    client = outcome(reactor, reactor.connect_tcp("127.0.0.1", only_one.port, Recorder))
+    assert client.transport.get_extra_info("peername") == ("127.0.0.1", only_one.port)
+    client.transport.abort()
+    outcome(reactor, only_one.stop_listening())
 
 
 def test_transport_and_port_provide_their_interfaces(reactor: Reactor) -> None:
