@@ -10,8 +10,9 @@ Two paths, one behaviour:
 
 - The *fast path* takes a read that is exactly one complete request head with no
   body (the keep-alive GET of every benchmark and most traffic) while nothing else
-  is buffered. The head is parsed by the core's own ``parse_request_head`` (same
-  validation, same limits), the application is called, and when it returns a plain
+  is buffered. The head is parsed in full by the core's
+  ``parse_plain_request_head`` (which declines any head ``parse_request_head``
+  must judge), the application is called, and when it returns a plain
   ``Response`` the whole answer (status line, ``Server``/``Date``, the cached header
   block, ``Content-Length``, body) goes out in one ``transport.write``. The core's
   state machine is not touched: it stays between cycles, exactly where the next
@@ -22,13 +23,8 @@ Two paths, one behaviour:
   ``Response``, it replays the head into the core first, so the core frames that
   answer.
 
-Timeouts are one lazy timer per connection: a deadline (header, body or idle) is
-a float set on each transition, and the single ``DelayedCall`` only moves when it
-fires early or a new deadline is earlier, so the per-request cost is one
-``clock.seconds()``. Header: from the connection (or the first byte of a request)
-to the end of its head; a slowloris client is cut off with 408 however it dribbles.
-Body: from the end of the head to the end of the body. Idle: between requests on a
-kept-alive connection. The application itself has no deadline.
+Timeouts (header, body, idle) are one ``Deadline`` per connection
+(``server_timeouts.py``): one float per request, one lazy timer.
 
 ``Expect: 100-continue``: the ``100 Continue`` goes out when the handler first
 reads the body (``body()``/``stream()``); a handler that answers without reading it
@@ -59,6 +55,7 @@ from ._readers import parse_plain_request_head
 from ._request import BodyError, Request
 from ._response import Response, StreamingResponse, SwitchProtocols, coerce_result
 from ._state import SERVER, State
+from .server_timeouts import BODY, HEADER, IDLE, Deadline
 from .site import App, Site
 from .streams import RequestBody, ResponseStreamer
 
@@ -71,7 +68,6 @@ _INFO = logging.INFO
 _REASONS = {int(s): s.phrase.encode("ascii") for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
 _NO_BODY = (204, 304)
-_HEADER, _BODY, _IDLE = "header", "body", "idle"
 
 
 def _status_line(status: int, reason: str) -> bytes:
@@ -109,7 +105,6 @@ class HTTPServerProtocol:
         "_conn",
         "_dates",
         "_deadline",
-        "_deadline_kind",
         "_discarding",
         "_fast_ok",
         "_head_sent",
@@ -126,8 +121,6 @@ class HTTPServerProtocol:
         "_sock",
         "_status",
         "_streamer",
-        "_timer",
-        "_timer_at",
         "_unstarted",
         "transport",
     )
@@ -160,10 +153,7 @@ class HTTPServerProtocol:
         self._again = False
         self._status = 0
         self._sent = 0
-        self._deadline = 0.0
-        self._deadline_kind: str | None = None
-        self._timer: Any = None
-        self._timer_at = 0.0  # when the timer is due
+        self._deadline: Deadline = None  # type: ignore[assignment]  # connection_made
 
     # -- IProtocol -------------------------------------------------------------------
 
@@ -177,6 +167,7 @@ class HTTPServerProtocol:
             reactor = get_reactor()
         self._reactor = reactor
         self._clock = site.clock or reactor
+        self._deadline = Deadline(self._clock, self._timed_out)
         self._peer = transport.get_extra_info("peername")
         self._sock = transport.get_extra_info("sockname")
         site.connections.add(self)
@@ -184,7 +175,7 @@ class HTTPServerProtocol:
             self._close()
             return
         self._fast_ok = True
-        self._set_deadline(_HEADER, site.header_timeout)
+        self._deadline.set(HEADER, site.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self._fast_ok:
@@ -199,8 +190,8 @@ class HTTPServerProtocol:
             self._fast_ok = False
         if self._closing:
             return
-        if self._deadline_kind is _IDLE:
-            self._set_deadline(_HEADER, self._site.header_timeout)
+        if self._deadline.kind is IDLE:
+            self._deadline.set(HEADER, self._site.header_timeout)
         self._conn.receive_data(data)
         self._advance()
 
@@ -216,10 +207,8 @@ class HTTPServerProtocol:
     def connection_lost(self, exc: BaseException | None) -> None:
         self._lost = self._closing = True
         self._fast_ok = False
-        self._deadline_kind = None
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        if self._deadline is not None:
+            self._deadline.stop()
         if self._body is not None:
             self._body.fail(BodyError("the client closed the connection"))
         if self._streamer is not None:
@@ -260,7 +249,7 @@ class HTTPServerProtocol:
             method, target, head, version, self._peer, self._sock, self._reactor
         )
         self._fast_ok = False
-        self._deadline_kind = None
+        self._deadline.kind = None
         self._request = request
         try:
             result = self._app(request)
@@ -313,7 +302,7 @@ class HTTPServerProtocol:
         self._request = None
         if keep:
             self._fast_ok = True
-            self._set_deadline(_IDLE, site.idle_timeout)
+            self._deadline.set(IDLE, site.idle_timeout)
         else:
             self._close()
 
@@ -364,7 +353,7 @@ class HTTPServerProtocol:
     def _start(self, event: CoreRequest) -> None:
         body = RequestBody(self._body_read, self._resume_reading)
         self._body = body
-        self._set_deadline(_BODY, self._site.body_timeout)
+        self._deadline.set(BODY, self._site.body_timeout)
         self._head_sent = False
         self._request = self._unstarted = Request(
             event.method,
@@ -392,8 +381,8 @@ class HTTPServerProtocol:
         self._body = None
         if body is not None:
             body.finish()
-        if self._deadline_kind is _BODY:
-            self._deadline_kind = None
+        if self._deadline.kind is BODY:
+            self._deadline.kind = None
         if self._unstarted is not None:
             self._call_app()
         elif self._discarding:  # answered before the body ended: now it has
@@ -460,10 +449,7 @@ class HTTPServerProtocol:
         self._request = None
         self._closing = True
         self._fast_ok = False
-        self._deadline_kind = None
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._deadline.stop()
         self._site.requests += 1
         self._site._forget(self)
         if request is not None and access_enabled():
@@ -572,11 +558,11 @@ class HTTPServerProtocol:
         self._resume_reading()
         pending, eof = conn.trailing_data
         if pending or eof:
-            self._set_deadline(_HEADER, self._site.header_timeout)
+            self._deadline.set(HEADER, self._site.header_timeout)
             self._advance()
         else:
             self._fast_ok = True
-            self._set_deadline(_IDLE, self._site.idle_timeout)
+            self._deadline.set(IDLE, self._site.idle_timeout)
 
     # -- streaming bodies -------------------------------------------------------------
 
@@ -683,32 +669,13 @@ class HTTPServerProtocol:
         self._response_done()
         self._close()
 
-    def _set_deadline(self, kind: str, seconds: float) -> None:
-        deadline = self._clock.seconds() + seconds
-        self._deadline_kind = kind
-        self._deadline = deadline
-        if self._timer is None:
-            self._timer = self._clock.call_later(seconds, self._on_timer)
-            self._timer_at = deadline
-        elif deadline < self._timer_at:
-            self._timer.reset(seconds)
-            self._timer_at = deadline
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        kind = self._deadline_kind
-        if kind is None or self._closing:
+    def _timed_out(self, kind: str) -> None:
+        if self._closing:
             return
-        now = self._clock.seconds()
-        if now < self._deadline:
-            self._timer = self._clock.call_later(self._deadline - now, self._on_timer)
-            self._timer_at = self._deadline
-            return
-        self._deadline_kind = None
         _log.debug("%s timeout on the connection from %r", kind, self._peer)
-        if kind is _IDLE:
+        if kind is IDLE:
             self._close()
-        elif kind is _HEADER:
+        elif kind is HEADER:
             if self._request is None:
                 self._send_error(408)
         else:
