@@ -1,10 +1,12 @@
-"""AsyncioReactor beyond the stream conformance suite: UDP, child processes, start_tls.
+"""AsyncioReactor beyond the stream conformance suite: UDP, child processes, TLS.
 
 Each test runs on asyncio's default loop and on uvloop. These are the native
 transports and the native process code, driven by the loop's ``add_reader`` (and,
 for the SIGCHLD fallback, its ``add_signal_handler``, which uvloop refuses for
 SIGCHLD: there, children need pidfd); ``start_tls`` on uvloop upgrades the adapter
-over uvloop's own TCP transport, in the turn the connection was made.
+over uvloop's own TCP transport, in the turn the connection was made; bad TLS
+peers (plaintext, a stalled handshake) are closed and logged on either loop, and a
+good client is served after them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from plait.cluster import _process
 from plait.cluster.defer import Deferred, ensure_deferred
 from plait.cluster.protocol import DatagramProtocol, ProcessProtocol, Protocol
 from plait.cluster.reactor import AsyncioReactor
+from plait.cluster.task import defer_later
 from plait.cluster.tls import client_options, server_options
 from tests.tls_certs import Certs, make_certs
 
@@ -202,3 +205,64 @@ def test_start_tls_upgrades_a_connection_on_both_sides(reactor: AsyncioReactor,
             await port.stop_listening()
 
     assert run_main(reactor, main) == (b"tls hello", b"tls hello")
+
+
+# ---------------------------------------------------------- TLS bad input
+
+
+class Watcher(Protocol):
+    """Writes ``first`` once connected; ``lost`` fires when the connection ends."""
+
+    def __init__(self, first: bytes = b"") -> None:
+        self.first = first
+        self.data = b""
+        self.lost: Deferred[None] = Deferred()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        if self.first:
+            transport.write(self.first)
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.callback(None)
+
+
+class TLSEcho(Protocol):
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+def test_bad_tls_peers_are_closed_and_logged_and_a_good_client_is_served(
+    reactor: AsyncioReactor, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = server_options(certs.server_cert, certs.server_key, handshake_timeout=0.2)
+
+    async def main() -> bytes:
+        port = reactor.listen_ssl(0, TLSEcho, options, interface="127.0.0.1")
+        number = port.get_host()[1]
+        try:
+            plaintext = Watcher(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            await reactor.connect_tcp("127.0.0.1", number, lambda: plaintext, timeout=5)
+            await plaintext.lost  # refused by the server
+            silent = Watcher()
+            await reactor.connect_tcp("127.0.0.1", number, lambda: silent, timeout=5)
+            await silent.lost  # aborted by the handshake timeout
+            good = await reactor.connect_ssl("127.0.0.1", number, Watcher,
+                                             client_options("localhost", ca_file=certs.ca))
+            good.transport.write(b"still served")
+            while good.data != b"still served":
+                await defer_later(reactor, 0.01)
+            good.transport.close()
+            await good.lost
+            return bytes(plaintext.data + silent.data)
+        finally:
+            await port.stop_listening()
+
+    with caplog.at_level("INFO", logger="plait.tls"):
+        assert b"HTTP" not in run_main(reactor, main)
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "plait.tls")
+    assert "http request" in logged
+    assert "did not finish within 0.2 s" in logged
