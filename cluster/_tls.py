@@ -39,6 +39,10 @@ taken from its write BIO (``bio_read``) and written to the lower transport.
   failed handshake. ``abort()`` aborts the lower transport.
 - Errors after the handshake (a bad record, a refused renegotiation) close the
   connection with a ``TLSError`` that the application gets in ``connection_lost``.
+
+The reactor's entry points that put this transport in place (``listen_ssl``,
+``connect_ssl``, ``start_tls``) are in ``_tls_reactor.py``; the errors in
+``_tls_errors.py``; contexts, verification and SNI in ``_tls_options.py``.
 """
 
 from __future__ import annotations
