@@ -287,14 +287,14 @@ class HTTPServerProtocol:
             conn_line = b""
         else:
             conn_line = b"Connection: keep-alive\r\n"
-        data = b"%s%s%sContent-Length: %d\r\n%s\r\n" % (
-            status_line, self._dates.get(), fields, size, conn_line
+        if head:
+            body = b""
+        self.transport.write(
+            b"%s%s%sContent-Length: %d\r\n%s\r\n%s"
+            % (status_line, self._dates.get(), fields, size, conn_line, body)
         )
         if head:
             size = 0
-        else:
-            data += body
-        self.transport.write(data)
         site = self._site
         site.requests += 1
         if _access_on(_INFO):

@@ -91,6 +91,28 @@ def test_keep_alive_serves_many_requests_on_one_connection() -> None:
     assert served.site.requests == 3
 
 
+def test_each_request_on_a_kept_alive_connection_sees_its_own_head() -> None:
+    def show(request: Request) -> Response:
+        return Response(200, b"%s %s %s" % (
+            request.raw_method, request.target, request.headers.get("x-n", b"-")
+        ))
+
+    served = serve(show)
+    heads = [
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX-N:  1 \r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX-N:  1 \r\n\r\n",  # the same head again
+        b"HEAD /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /c?q HTTP/1.1\r\nhost: h\r\nx-n: 3\r\n\r\n",
+    ]
+    bodies = []
+    for head in heads:
+        served.feed(head)
+        method = head.split(b" ", 1)[0].decode()
+        bodies.append(one(served.take(), method).body)
+    assert bodies == [b"GET /a 1", b"GET /a 1", b"", b"GET /c?q 3"]
+    assert served.site.requests == 4
+
+
 def test_connection_close_is_honoured() -> None:
     served = serve(hello)
     served.feed(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
