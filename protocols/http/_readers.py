@@ -306,7 +306,7 @@ def parse_plain_request_head(
 
     ``(method, target, http_version, close, keep_alive)`` comes back only for a head
     that ``parse_request_head`` accepts with the same request line and with no
-    Content-Length, Transfer-Encoding, Expect or Upgrade field, at most
+    Content-Length, Transfer-Encoding, Expect or Upgrade field, not CONNECT, at most
     ``max_header_count`` fields and exactly one Host for HTTP/1.1 (the framing
     facts are those its ``Framing`` would hold). Its fields are parsed on demand by
     ``plain_head_fields``. For any other head (bad, or just less common) the caller
@@ -317,14 +317,11 @@ def parse_plain_request_head(
         limits: The limits (the line and block sizes are the caller's to check).
     """
     m = _PLAIN_HEAD(head)
-    if m is None:
-        return None
-    low = head.lower()
-    if low.count(b"\n") > limits.max_header_count:
+    if m is None or head.count(b"\n") > limits.max_header_count:
         return None
     hosts = 0
     close = keep_alive = False
-    for name, value in _FRAMING_FIELDS(low):
+    for name, value in _FRAMING_FIELDS(head.lower()):
         if name == b"host":
             hosts += 1
         elif name == b"connection":
@@ -337,10 +334,9 @@ def parse_plain_request_head(
         else:
             return None  # a body, an expectation or an upgrade: the core frames it
     method, target, minor = m.groups()
-    version = _VERSION_OF[minor]
-    if hosts != 1 and version == b"1.1":
-        return None
-    return method, target, version, close, keep_alive
+    if (hosts != 1 and minor == b"1") or method == b"CONNECT":
+        return None  # the core answers 400 (Host), or tracks CONNECT's switch proposal
+    return method, target, _VERSION_OF[minor], close, keep_alive
 
 
 def plain_head_fields(head: bytes) -> Headers:

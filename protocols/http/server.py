@@ -243,8 +243,6 @@ class HTTPServerProtocol:
         if parsed is None:
             return False  # not plain: the core parses it (and answers what is wrong)
         method, target, version, close, keep_alive = parsed
-        if method == b"CONNECT":
-            return False
         request = Request._plain(
             method, target, head, version, self._peer, self._sock, self._reactor
         )

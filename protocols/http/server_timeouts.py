@@ -33,10 +33,11 @@ class Deadline:
             deadline that has passed.
     """
 
-    __slots__ = ("_at", "_clock", "_on_expired", "_timer", "_timer_at", "kind")
+    __slots__ = ("_at", "_clock", "_now", "_on_expired", "_timer", "_timer_at", "kind")
 
     def __init__(self, clock: Any, on_expired: Callable[[str], None]) -> None:
         self._clock = clock
+        self._now: Callable[[], float] = clock.seconds
         self._on_expired = on_expired
         self._at = 0.0
         self._timer: Any = None
@@ -46,7 +47,7 @@ class Deadline:
 
     def set(self, kind: str, seconds: float) -> None:
         """Wait for ``kind`` at most ``seconds`` from now (replacing any deadline)."""
-        at = self._clock.seconds() + seconds
+        at = self._now() + seconds
         self.kind = kind
         self._at = at
         if self._timer is None:
@@ -68,7 +69,7 @@ class Deadline:
         kind = self.kind
         if kind is None:
             return
-        now = self._clock.seconds()
+        now = self._now()
         if now < self._at:
             self._timer = self._clock.call_later(self._at - now, self._fire)
             self._timer_at = self._at

@@ -44,6 +44,7 @@ DECLINED = [
     b"GET / HTTP/1.1",  # no Host: the core answers 400
     b"GET / HTTP/1.1\r\nHost: a\r\nHost: b",  # two Hosts: 400
     b"GET / HTTP/1.2\r\nHost: h",  # a minor version the fast path leaves alone
+    b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443",  # a switch proposal
     # Bad heads: the full parser raises.
     b"GET  / HTTP/1.1\r\nHost: h",
     b"GET / HTTP/1.1 \r\nHost: h",
