@@ -7,6 +7,9 @@ The workload of /work/shared/bench/rpc_bench.py (``add(1, 2) -> 3``), self-conta
 
 Systems (server and client are separate fresh processes for every run):
   plait       plait.cluster.rpc.Bus over tcp:// on the native Reactor  (seq, pipe)
+  plait-sched-other  the same with PLAIT_BUS_IO_SCHED=other: ZeroMQ's I/O thread
+              under the default SCHED_OTHER rather than SCHED_BATCH, as before
+              (only when named in --systems)                          (seq, pipe)
   zmq-req     pyzmq REQ -> REP, msgpack [method, args]                 (seq)
   zmq-dealer  pyzmq DEALER -> ROUTER, msgpack [id, method, args]        (pipe)
   amp         Twisted AMP callRemote on the epoll reactor, TCP_NODELAY  (seq, pipe)
@@ -32,6 +35,15 @@ import time
 
 MATRIX = [("zmq-req", "seq"), ("plait", "seq"), ("mp-pipe", "seq"), ("amp", "seq"),
           ("zmq-dealer", "pipe"), ("plait", "pipe"), ("amp", "pipe")]
+OPT_IN = [("plait-sched-other", "seq"), ("plait-sched-other", "pipe")]
+
+
+def plait_bus(system, *args, **kwargs):
+    """A Bus; for plait-sched-other, with ZeroMQ's I/O thread under SCHED_OTHER."""
+    from plait.cluster.rpc import Bus
+
+    os.environ["PLAIT_BUS_IO_SCHED"] = "other" if system == "plait-sched-other" else "batch"
+    return Bus(*args, **kwargs)
 
 
 def add(a, b):
@@ -52,12 +64,11 @@ def ready():
 
 # ------------------------------------------------------------------ servers
 def serve(system, port):
-    if system == "plait":
+    if system.startswith("plait"):
         from plait.cluster.reactor import Reactor
-        from plait.cluster.rpc import Bus
 
         reactor = Reactor()
-        bus = Bus("server", reactor, bind=f"tcp://127.0.0.1:{port}")
+        bus = plait_bus(system, "server", reactor, bind=f"tcp://127.0.0.1:{port}")
         bus.expose("add", add)
         bus.start().add_callback(lambda _: ready())
         reactor.run()
@@ -179,12 +190,11 @@ def client(system, port, mode, inflight, meter):
             if meter.done(0, pc()):
                 s.send(msgpack.packb([0, "add", [1, 2]]))
                 outstanding += 1
-    elif system == "plait":
+    elif system.startswith("plait"):
         from plait.cluster.reactor import Reactor
-        from plait.cluster.rpc import Bus
 
         reactor = Reactor()
-        bus = Bus("client", reactor, connect=[f"tcp://127.0.0.1:{port}"])
+        bus = plait_bus(system, "client", reactor, connect=[f"tcp://127.0.0.1:{port}"])
         async_loop(reactor, lambda: bus.call("server", "add", 1, 2), mode, inflight, meter,
                    bus.start())
     elif system == "amp":
@@ -304,6 +314,7 @@ def main():
     args = ap.parse_args()
     wanted = set(args.systems.split(",")) if args.systems else None
     cases = [(s, m) for s, m in MATRIX if wanted is None or s in wanted]
+    cases += [(s, m) for s, m in OPT_IN if wanted is not None and s in wanted]
     results = {case: [] for case in cases}
     for rnd in range(args.runs):
         for system, mode in cases:
@@ -327,7 +338,7 @@ def main():
         lats = [r["lat_med_us"] for r in rs if "lat_med_us" in r]
         lat = f"{statistics.median(lats):.0f}" if lats else "-"
         ratio = ""
-        if system == "plait" and base[mode]:
+        if system.startswith("plait") and base[mode]:
             ratio = f"{med[(system, mode)] / base[mode]:.2f}x raw pyzmq"
         print(f"| {system} | {mode} | {med[(system, mode)]:,.0f} | {lat} | {ratio} |")
 

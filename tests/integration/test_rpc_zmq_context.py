@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,25 @@ def reactor() -> Iterator[Reactor]:
 def probe_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the outcome of the SCHED_BATCH probe (restored after the test)."""
     monkeypatch.setattr(_rpc_zmq, "_batch_allowed", None)
+
+
+@pytest.fixture
+def options(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The options set on ZeroMQ contexts from now on (recorded, not applied)."""
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(zmq.Context, "set", lambda ctx, opt, value: seen.append((opt, value)))
+    return seen
+
+
+@pytest.fixture
+def fresh_bus_context(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make the next ``bus_context()`` a new one; terminate it and restore the old after."""
+    saved = _rpc_zmq._shared_context
+    monkeypatch.setattr(_rpc_zmq, "_shared_context", None)
+    yield
+    made = _rpc_zmq._shared_context
+    if made is not None and made is not saved:
+        made[1].term()
 
 
 def zmq_io_thread_policies() -> list[int]:
@@ -66,18 +86,50 @@ def test_the_buses_of_a_process_share_one_context(reactor: Reactor, tmp_path: Pa
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's")
+@pytest.mark.parametrize("value", ["", "batch"])
 def test_the_io_thread_of_the_bus_context_runs_under_sched_batch(
-    reactor: Reactor, tmp_path: Path
+    value: str,
+    reactor: Reactor,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_bus_context: None,
 ) -> None:
     if not _rpc_zmq._can_batch():
         pytest.skip("this process may not use SCHED_BATCH")
+    monkeypatch.setenv("PLAIT_BUS_IO_SCHED", value)
     assert bus_context().get(zmq.THREAD_SCHED_POLICY) == _SCHED_BATCH
     server = Bus("server", reactor, bind=f"ipc://{tmp_path}/run/bus.sock")
     server.start()  # the context's threads start with its first socket
     try:
+        assert socket_context(server) is bus_context()
+        # The thread names itself and takes its policy as it starts: wait for it.
+        deadline = time.monotonic() + 5
+        while _SCHED_BATCH not in zmq_io_thread_policies() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert _SCHED_BATCH in zmq_io_thread_policies()
     finally:
         server.stop()
+
+
+def test_plait_bus_io_sched_other_keeps_libzmqs_scheduling(
+    monkeypatch: pytest.MonkeyPatch, options: list[tuple[int, int]]
+) -> None:
+    monkeypatch.setenv("PLAIT_BUS_IO_SCHED", "other")
+    new_context().term()
+    assert options == []
+
+
+def test_an_unknown_scheduling_value_is_logged_and_the_default_kept(
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[tuple[int, int]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if not _rpc_zmq._can_batch():
+        pytest.skip("this process may not use SCHED_BATCH")
+    monkeypatch.setenv("PLAIT_BUS_IO_SCHED", "fifo")
+    new_context().term()
+    assert options == [(zmq.THREAD_SCHED_POLICY, _SCHED_BATCH)]
+    assert "PLAIT_BUS_IO_SCHED='fifo' is neither" in caplog.text
 
 
 def test_a_link_with_an_inproc_address_uses_the_process_context(reactor: Reactor) -> None:
@@ -104,14 +156,16 @@ def test_a_forked_process_gets_a_context_of_its_own(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_process_that_may_not_use_sched_batch_keeps_the_default_policy(
-    monkeypatch: pytest.MonkeyPatch, probe_again: None, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch,
+    probe_again: None,
+    options: list[tuple[int, int]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     def refuse(*args: Any) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    options: list[tuple[int, int]] = []
+    monkeypatch.delenv("PLAIT_BUS_IO_SCHED", raising=False)
     monkeypatch.setattr(os, "sched_setscheduler", refuse, raising=False)
-    monkeypatch.setattr(zmq.Context, "set", lambda ctx, opt, value: options.append((opt, value)))
     caplog.set_level("DEBUG", logger="plait.cluster.rpc")
     assert _rpc_zmq._can_batch() is False
     assert "SCHED_BATCH is not available" in caplog.text
@@ -121,12 +175,11 @@ def test_a_process_that_may_not_use_sched_batch_keeps_the_default_policy(
 
 
 def test_a_process_that_may_use_sched_batch_asks_libzmq_for_it(
-    monkeypatch: pytest.MonkeyPatch, probe_again: None
+    monkeypatch: pytest.MonkeyPatch, probe_again: None, options: list[tuple[int, int]]
 ) -> None:
-    options: list[tuple[int, int]] = []
+    monkeypatch.delenv("PLAIT_BUS_IO_SCHED", raising=False)
     monkeypatch.setattr(os, "SCHED_BATCH", _SCHED_BATCH, raising=False)
     monkeypatch.setattr(os, "sched_setscheduler", lambda *a: None, raising=False)
-    monkeypatch.setattr(zmq.Context, "set", lambda ctx, opt, value: options.append((opt, value)))
     assert _rpc_zmq._can_batch() is True
     context = new_context()
     context.term()
