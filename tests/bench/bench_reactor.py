@@ -16,9 +16,9 @@ Implementations:
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
+
+import _bench_common as bc
 
 BATCH_N = 200_000
 CHAIN_SECONDS = 2.0
@@ -179,12 +179,11 @@ def main():
     for _ in range(a.runs):
         for name, family, kind in cases:
             for pattern in ("chain", "batch"):
-                out = subprocess.run([sys.executable, __file__, "--child", family, kind, pattern],
-                                     stdout=subprocess.PIPE, text=True, timeout=90, check=True).stdout
-                rates.setdefault((name, pattern), []).append(json.loads(out.strip().splitlines()[-1])["calls_per_s"])
-    print(f"| case | pattern | calls/s median of {a.runs} | min-max |\n|---|---|---|---|")
+                rec = bc.run_child_json(__file__, "--child", family, kind, pattern, timeout=90, check=True)
+                rates.setdefault((name, pattern), []).append(rec["calls_per_s"])
+    bc.table_header("case", "pattern", f"calls/s median of {a.runs}", "min-max")
     for (name, pattern), v in rates.items():
-        print(f"| {name} | {pattern} | {statistics.median(v):,.0f} | {min(v):,.0f}-{max(v):,.0f} |")
+        print(f"| {name} | {pattern} | {statistics.median(v):,.0f} | {bc.span(v)} |")
 
 
 if __name__ == "__main__":

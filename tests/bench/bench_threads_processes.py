@@ -13,9 +13,10 @@ Cases (one fresh process per measurement, interleaved rounds, medians reported):
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
+
+import _bench_common as bc
 
 THREAD_CALLS = 20_000
 CHILDREN = 200
@@ -152,9 +153,7 @@ def main():
         got = {impl: [] for impl in impls}
         for _ in range(args.runs):
             for impl in impls:
-                out = subprocess.run([sys.executable, __file__, "--child", impl],
-                                     stdout=subprocess.PIPE, text=True, timeout=120).stdout
-                got[impl].append(json.loads(out))
+                got[impl].append(bc.run_child_json(__file__, "--child", impl, timeout=120))
         unit = "round trips/s" if case == "threads" else "spawns/s"
         for impl in impls:
             print(f"{case:8} {impl:18} {statistics.median(got[impl]):>10,.0f} {unit} "

@@ -21,15 +21,12 @@ Run:  .venv/bin/python tests/bench/bench_tls.py [--runs 3] [--duration 4]
 """
 import argparse
 import json
-import os
-import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+import _bench_common as bc
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -41,11 +38,7 @@ WORKLOADS = ("echo64", "bulk16k", "handshakes")
 def serve(impl, cert, key):
     import socket
 
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    sock.setblocking(False)
+    sock = bc.listen_sock()
     port = sock.getsockname()[1]
     if impl == "plait":
         from plait.cluster._tls_reactor import TLSServerFactory
@@ -63,7 +56,7 @@ def serve(impl, cert, key):
         reactor.adopt_stream_port(sock.fileno(), socket.AF_INET,
                                   TLSServerFactory(reactor, Echo, options))
         sock.close()
-        reactor.call_soon(print, f"READY {port}", flush=True)
+        reactor.call_soon(bc.ready, port)
         reactor.run()
     else:
         from twisted.internet import epollreactor
@@ -85,7 +78,7 @@ def serve(impl, cert, key):
         factory = TLSMemoryBIOFactory(options, False, protocol.Factory.forProtocol(TEcho))
         reactor.adoptStreamPort(sock.fileno(), socket.AF_INET, factory)
         sock.close()
-        reactor.callWhenRunning(print, f"READY {port}", flush=True)
+        reactor.callWhenRunning(bc.ready, port)
         reactor.run()
 
 
@@ -99,22 +92,8 @@ def client(port, workload, conns, duration, warmup, ca):
     asyncio.set_event_loop(loop)
     ctx = ssl.create_default_context(cafile=ca)
     size = 16384 if workload == "bulk16k" else 64
-    msg = b"x" * size
     stats = {"count": 0, "running": True}
-
-    class C(asyncio.Protocol):
-        def connection_made(self, t):
-            self.t = t
-            self.got = 0
-            t.write(msg)
-
-        def data_received(self, data):
-            self.got += len(data)
-            while self.got >= size:
-                self.got -= size
-                stats["count"] += 1
-                if stats["running"]:
-                    self.t.write(msg)
+    pingpong = bc.pingpong_protocol(size, stats)
 
     async def one_connection():
         while stats["running"]:
@@ -132,50 +111,17 @@ def client(port, workload, conns, duration, warmup, ca):
         else:
             for _ in range(conns):
                 t, _ = await asyncio.wait_for(loop.create_connection(
-                    C, "127.0.0.1", port, ssl=ctx, server_hostname="localhost"), 10)
+                    pingpong, "127.0.0.1", port, ssl=ctx, server_hostname="localhost"), 10)
                 ts.append(t)
-        await asyncio.sleep(warmup)
-        c0, r0, t0 = stats["count"], resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        await asyncio.sleep(duration)
-        c1, r1, t1 = stats["count"], resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        stats["running"] = False
+        rate, cpu_pct = await bc.measure_window(stats, warmup, duration)
         for t in ts:
             t.abort()
         if workload == "handshakes":
             await asyncio.wait(tasks, timeout=5)
-        cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-        rate = (c1 - c0) / (t1 - t0)
-        return {"rate": rate, "mb_per_s": rate * size / 1e6,
-                "client_cpu_pct": round(100 * cpu / (t1 - t0), 1)}
+        return {"rate": rate, "mb_per_s": rate * size / 1e6, "client_cpu_pct": cpu_pct}
 
     result = loop.run_until_complete(asyncio.wait_for(main(), duration + warmup + 30))
     print(json.dumps(result), flush=True)
-
-
-def proc_cpu(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_server(impl, cert, key):
-    proc = subprocess.Popen([sys.executable, __file__, "serve", impl, cert, key],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    line = proc.stdout.readline()
-    if not line.startswith("READY"):
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"{impl} server did not start")
-    return proc, int(line.split()[1])
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def run(args):
@@ -188,32 +134,22 @@ def run(args):
             for workload in args.workloads.split(","):
                 conns = args.parallel if workload == "handshakes" else args.conns
                 for impl in args.impls.split(","):
-                    srv, port = start_server(impl, certs.server_cert, certs.server_key)
-                    try:
-                        cli = subprocess.Popen(
-                            [sys.executable, __file__, "client", "--port", str(port),
-                             "--workload", workload, "--conns", str(conns),
-                             "--duration", str(args.duration), "--ca", certs.ca],
-                            stdout=subprocess.PIPE, text=True)
-                        time.sleep(1.3)
-                        s0, t0 = proc_cpu(srv.pid), time.monotonic()
-                        time.sleep(args.duration - 0.6)
-                        s1, t1 = proc_cpu(srv.pid), time.monotonic()
-                        out, _ = cli.communicate(timeout=args.duration + 60)
-                    finally:
-                        stop(srv)
-                    rec = json.loads(out.strip().splitlines()[-1])
-                    rec["server_cpu_pct"] = round(100 * (s1 - s0) / (t1 - t0), 1)
+                    srv, port = bc.start_server(__file__, impl, certs.server_cert, certs.server_key)
+                    rec, cpu_s, secs = bc.measure_round(
+                        srv, [sys.executable, __file__, "client", "--port", str(port),
+                              "--workload", workload, "--conns", str(conns),
+                              "--duration", str(args.duration), "--ca", certs.ca], args.duration)
+                    rec["server_cpu_pct"] = round(100 * cpu_s / secs, 1)
                     # Server CPU per operation: steadier than rates on a shared machine.
-                    rec["server_us_per_op"] = 1e6 * (s1 - s0) / (t1 - t0) / max(rec["rate"], 1)
+                    rec["server_us_per_op"] = 1e6 * cpu_s / secs / max(rec["rate"], 1)
                     results.setdefault((workload, impl), []).append(rec)
                     print(f"round {rnd} {workload} {impl}: {rec['rate']:,.0f}/s "
                           f"{rec['server_us_per_op']:.1f} us CPU/op "
                           f"({rec['mb_per_s']:.1f} MB/s) server {rec['server_cpu_pct']}% "
                           f"client {rec['client_cpu_pct']}%", flush=True)
-    print(f"\n| workload | server | per second, median of {args.runs} | MB/s | "
-          "server CPU% | client CPU% | server CPU us/op | Plait / Twisted (rate; CPU/op) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print()
+    bc.table_header("workload", "server", f"per second, median of {args.runs}", "MB/s", "server CPU%",
+                    "client CPU%", "server CPU us/op", "Plait / Twisted (rate; CPU/op)")
     for workload in args.workloads.split(","):
         medians, costs = {}, {}
         for impl in args.impls.split(","):

@@ -9,15 +9,14 @@ Run:  .venv/bin/python tests/bench/bench_wrk.py [--runs 3] [--duration 5]
       (needs wrk: /usr/bin/wrk; runs `wrk -t1 -c50 -dDURATIONs`)
 """
 import argparse
-import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
-import sys
 import time
+
+import _bench_common as bc
 
 IMPLS = ("plait", "twisted-epoll", "raw-asyncio", "raw-uvloop")
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
@@ -35,21 +34,8 @@ def answer(state, data, write):
     return buf
 
 
-def listen_sock():
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(1024)
-    s.setblocking(False)
-    return s
-
-
-def ready(port):
-    print(f"READY {port}", flush=True)
-
-
 def serve(impl):
-    sock = listen_sock()
+    sock = bc.listen_sock()
     port = sock.getsockname()[1]
     if impl == "plait":
         from plait.cluster.protocol import Protocol
@@ -65,7 +51,7 @@ def serve(impl):
 
         reactor.adopt_stream_port(sock.fileno(), socket.AF_INET, Hello)
         sock.close()
-        reactor.call_soon(ready, port)
+        reactor.call_soon(bc.ready, port)
         reactor.run()
     elif impl == "twisted-epoll":
         from twisted.internet import epollreactor
@@ -81,18 +67,10 @@ def serve(impl):
 
         reactor.adoptStreamPort(sock.fileno(), socket.AF_INET, protocol.Factory.forProtocol(THello))
         sock.close()
-        reactor.callWhenRunning(ready, port)
+        reactor.callWhenRunning(bc.ready, port)
         reactor.run()
     else:
         import asyncio
-
-        if impl == "raw-uvloop":
-            import uvloop
-
-            loop = uvloop.new_event_loop()
-        else:
-            loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
 
         class AHello(asyncio.Protocol):
             buf = b""
@@ -103,49 +81,22 @@ def serve(impl):
             def data_received(self, data):
                 self.buf = answer(self.buf, data, self.transport.write)
 
-        async def main():
-            await loop.create_server(AHello, sock=sock)
-            ready(port)
-
-        loop.add_signal_handler(signal.SIGTERM, os._exit, 0)
-        loop.run_until_complete(main())
-        loop.run_forever()
-
-
-def available(impl):
-    mod = {"twisted-epoll": "twisted", "raw-uvloop": "uvloop"}.get(impl)
-    if mod is None:
-        return True
-    try:
-        __import__(mod)
-    except ImportError:
-        return False
-    return True
+        bc.serve_asyncio(sock, AHello, impl == "raw-uvloop")
 
 
 def run(args):
     wrk = shutil.which("wrk") or "/usr/bin/wrk"
-    impls = [i for i in args.impls.split(",") if available(i)]
+    impls = [i for i in args.impls.split(",") if bc.available(i)]
     results = {}
     for rnd in range(args.runs):
         for impl in impls:
-            srv = subprocess.Popen([sys.executable, __file__, "serve", impl], stdout=subprocess.PIPE,
-                                   text=True, start_new_session=True)
+            srv, port = bc.start_server(__file__, impl)
             try:
-                line = srv.stdout.readline()
-                if not line.startswith("READY"):
-                    raise RuntimeError(f"{impl} server did not start")
-                port = int(line.split()[1])
                 out = subprocess.run([wrk, "-t1", f"-c{args.conns}", f"-d{args.duration}s",
                                       f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, text=True,
                                      timeout=args.duration + 30).stdout
             finally:
-                srv.terminate()
-                try:
-                    srv.wait(5)
-                except subprocess.TimeoutExpired:
-                    srv.kill()
-                    srv.wait()
+                bc.stop(srv)
             m = re.search(r"Requests/sec:\s+([\d.]+)", out)
             errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
             rate = float(m.group(1)) if m else 0.0
@@ -153,9 +104,10 @@ def run(args):
             print(f"round {rnd} {impl}: {rate:,.0f} req/s" + (f" ({errors.group(0)})" if errors else ""),
                   flush=True)
         time.sleep(0.2)
-    print(f"\n| server | req/s median of {args.runs} | min-max |\n|---|---|---|")
+    print()
+    bc.table_header("server", f"req/s median of {args.runs}", "min-max")
     for impl, v in results.items():
-        print(f"| {impl} | {statistics.median(v):,.0f} | {min(v):,.0f}-{max(v):,.0f} |")
+        print(f"| {impl} | {statistics.median(v):,.0f} | {bc.span(v)} |")
 
 
 def main():
