@@ -191,11 +191,13 @@ def test_ten_thousand_concurrent_calls_over_zmq_are_all_answered(
         results[i] = result
 
     for i in range(10_000):
-        client.call("server", "double", i).add_callback(store, i)
+        client.call("server", "double", i, timeout=60.0).add_callback(store, i)
     run_until(reactor, lambda: len(results) == 10_000, timeout=60)
     assert all(results[i] == 2 * i for i in range(10_000))
     assert client.statistics().calls_in_flight == 0
     assert len(client.link._outbox) == 0  # type: ignore[attr-defined]
+    timers = [c.func.__name__ for c in reactor.get_delayed_calls()]
+    assert "_time_out" not in timers and "_deadline" not in timers  # all were cancelled
 
 
 # ------------------------------------------------------------ hostile input
