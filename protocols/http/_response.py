@@ -158,8 +158,10 @@ class Response:
                 # list/tuple first: an isinstance on Mapping (an ABC) costs a Python call.
                 items = raw if isinstance(raw, list | tuple) else _items(raw)
                 parts = []
+                get = _LINES.get  # _field_line's memo, read here without the call
                 for name, value in items:
-                    lower, line = _field_line(name, value)
+                    cached = get((name, value))
+                    lower, line = cached if cached is not None else _field_line(name, value)
                     if lower in _FRAMING:
                         return None
                     parts.append(line)

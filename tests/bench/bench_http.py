@@ -1,6 +1,8 @@
 """HTTP keep-alive under wrk: Plait's Site against twisted.web and aiohttp, same run.
 
 Two workloads: "hello" (GET / -> 13-byte body) and "16k" (GET / -> 16 KiB body).
+Plait runs twice: on its native reactor ("plait") and on AsyncioReactor over a
+uvloop loop ("plait-uvloop"); twisted.web and aiohttp run on their default loops.
 For each round and workload, each server in turn (interleaved, so machine noise
 hits all of them alike): a fresh server process on a free port, a 1 s wrk warm-up,
 then `wrk -t1 -c50 -d{secs}s`. Ratios are taken round by round; the medians are
@@ -9,15 +11,18 @@ printed last. Access logs are off everywhere.
 Run:  .venv/bin/python tests/bench/bench_http.py [--rounds 3] [--secs 5]
       (needs wrk; twisted and aiohttp: .venv/bin/pip install -e '.[test,bench]')
 
-Last run (2026-11-25, shared 2-core machine under load 2-4, 3 rounds, -d5s):
-    round 0 hello: plait 74,027  twisted 14,853  aiohttp 26,182 req/s
-    round 0 16k  : plait 71,589  twisted 13,599  aiohttp 23,221 req/s
-    round 1 hello: plait 65,348  twisted 10,563  aiohttp 23,066 req/s
-    round 1 16k  : plait 52,282  twisted 14,425  aiohttp 22,246 req/s
-    round 2 hello: plait 51,984  twisted 7,723  aiohttp 10,283 req/s
-    round 2 16k  : plait 49,218  twisted 11,323  aiohttp 11,650 req/s
-    hello: plait/twisted x6.19  plait/aiohttp x2.83  (medians of 3 rounds)
-    16k: plait/twisted x4.35  plait/aiohttp x3.08  (medians of 3 rounds)
+Last run (2026-11-25 13:44 UTC, shared 2-core machine, load 2.8-3.7, 3 rounds, -d5s;
+every request parsed in full, no parse reuse):
+    round 0 hello: plait 58,813  plait-uvloop 60,215  twisted 15,989  aiohttp 24,978 req/s
+    round 0 16k  : plait 50,259  plait-uvloop 50,985  twisted 14,644  aiohttp 23,640 req/s
+    round 1 hello: plait 58,678  plait-uvloop 59,387  twisted 15,927  aiohttp 24,985 req/s
+    round 1 16k  : plait 50,579  plait-uvloop 62,446  twisted 15,866  aiohttp 22,786 req/s
+    round 2 hello: plait 80,244  plait-uvloop 0 (did not start in time)  twisted 16,729  aiohttp 25,583 req/s
+    round 2 16k  : plait 58,912  plait-uvloop 56,058  twisted 16,055  aiohttp 23,822 req/s
+    hello: plait/twisted x3.68  plait/aiohttp x2.35  (medians of 3 rounds)
+    hello: plait-uvloop/twisted x3.73  plait-uvloop/aiohttp x2.38  (that run counted the 0)
+    16k: plait/twisted x3.43  plait/aiohttp x2.22  (medians of 3 rounds)
+    16k: plait-uvloop/twisted x3.49  plait-uvloop/aiohttp x2.35  (medians of 3 rounds)
 """
 import argparse
 import os
@@ -30,7 +35,8 @@ import sys
 import time
 
 BODIES = {"hello": b"Hello, World!", "16k": bytes(range(256)) * 64}
-IMPLS = ("plait", "twisted", "aiohttp")
+IMPLS = ("plait", "plait-uvloop", "twisted", "aiohttp")
+PLAITS = ("plait", "plait-uvloop")
 
 
 def free_port():
@@ -53,11 +59,23 @@ def ready():
     sys.stdout.flush()
 
 
-def serve_plait(sock, body):
-    from plait.cluster.reactor import Reactor
+def serve_plait(sock, body, uvloop=False):
     from plait.protocols.http import Response, Site
 
-    reactor = Reactor()
+    if uvloop:
+        import asyncio
+
+        import uvloop as uv
+
+        from plait.cluster.reactor import AsyncioReactor
+
+        loop = uv.new_event_loop()
+        asyncio.set_event_loop(loop)
+        reactor = AsyncioReactor(loop)
+    else:
+        from plait.cluster.reactor import Reactor
+
+        reactor = Reactor()
 
     def hello(request):
         return Response(200, body=body, headers=[("Content-Type", "text/plain")])
@@ -158,22 +176,28 @@ def main():
     a = ap.parse_args()
     if a.serve:
         sock = listening_socket(a.port)
-        {"plait": serve_plait, "twisted": serve_twisted, "aiohttp": serve_aiohttp}[a.serve](
-            sock, BODIES[a.workload])
+        if a.serve == "plait-uvloop":
+            serve_plait(sock, BODIES[a.workload], uvloop=True)
+        else:
+            {"plait": serve_plait, "twisted": serve_twisted, "aiohttp": serve_aiohttp}[a.serve](
+                sock, BODIES[a.workload])
         return
     workloads = a.workloads.split(",")
-    ratios = {w: {"twisted": [], "aiohttp": []} for w in workloads}
+    ratios = {(w, p): {"twisted": [], "aiohttp": []} for w in workloads for p in PLAITS}
     for r in range(a.rounds):
         for w in workloads:
             got = {impl: measure(impl, w, a.secs) for impl in IMPLS}
             print(f"round {r} {w:5}: " + "  ".join(f"{k} {v:,.0f}" for k, v in got.items())
                   + " req/s", flush=True)
-            for other in ("twisted", "aiohttp"):
-                ratios[w][other].append(got["plait"] / got[other] if got[other] else 0.0)
+            for p in PLAITS:
+                for other in ("twisted", "aiohttp"):
+                    if got[p] and got[other]:  # a server that failed to start: no ratio
+                        ratios[w, p][other].append(got[p] / got[other])
     for w in workloads:
-        t = statistics.median(ratios[w]["twisted"])
-        x = statistics.median(ratios[w]["aiohttp"])
-        print(f"{w}: plait/twisted x{t:.2f}  plait/aiohttp x{x:.2f}  (medians of {a.rounds} rounds)")
+        for p in PLAITS:
+            t = statistics.median(ratios[w, p]["twisted"] or [0.0])
+            x = statistics.median(ratios[w, p]["aiohttp"] or [0.0])
+            print(f"{w}: {p}/twisted x{t:.2f}  {p}/aiohttp x{x:.2f}  (medians of {a.rounds} rounds)")
 
 
 if __name__ == "__main__":
