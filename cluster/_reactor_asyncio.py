@@ -56,7 +56,7 @@ from zope.interface import implementer
 from plait.cluster._delayed_call import DelayedCall
 from plait.cluster._fd_table import fileno
 from plait.cluster._reactor_asyncio_stream import AsyncioStreamTransport
-from plait.cluster._reactor_base import ReactorBase, ReactorNotRunning
+from plait.cluster._reactor_base import ReactorBase
 from plait.cluster._stream import StreamTransport
 from plait.cluster.interfaces import (
     IReactorCore,
@@ -183,11 +183,7 @@ class AsyncioReactor(ReactorBase):
         self._loop: asyncio.AbstractEventLoop = (
             asyncio.new_event_loop() if loop is None else loop)
         self._timers: dict[DelayedCall, asyncio.TimerHandle | None] = {}
-        self._stop_requested = False
         self._runs_loop = False
-        self._closed = False
-        self._thread_id: int | None = None
-        self._default_signals: list[int] = []
         self._previous_handlers: dict[int, Any] = {}
         self._readers: set[int] = set()
         self._writers: set[int] = set()
@@ -236,71 +232,18 @@ class AsyncioReactor(ReactorBase):
         """
         self._begin(install_signal_handlers)
 
-    def _begin(self, install_signal_handlers: bool) -> None:
-        if self.running:
-            raise RuntimeError("the reactor is already running")
-        if self._closed:
-            raise RuntimeError("the reactor is closed")
-        self.running = True
-        self._started = False
-        self._stop_requested = False
-        self._thread_id = threading.get_ident()
-        if install_signal_handlers and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signum not in self._previous_handlers:
-                    self.add_signal_handler(signum, self._on_stop_signal, signum)
-                    self._default_signals.append(signum)
-        self._loop.call_soon(self._fire_startup)
-
-    def _end(self) -> None:
-        self.running = False
-        self._thread_id = None
-        for signum in self._default_signals[:]:
-            self.remove_signal_handler(signum)
-        self._default_signals = []
-
-    def stop(self) -> None:
-        """Fire the shutdown event, then stop the loop; a second ``stop`` is a no-op.
-
-        A reactor started with ``start`` leaves the loop running.
-
-        Raises:
-            ReactorNotRunning: the reactor is not running.
-        """
-        if not self.running:
-            raise ReactorNotRunning("cannot stop a reactor that is not running")
-        if self._stop_requested:
-            return
-        self._stop_requested = True
-        self._loop.call_soon(self._events.fire, "shutdown", self._exit)
-
     def _exit(self) -> None:
         if self._runs_loop:
             self._loop.stop()
         else:
             self._end()
 
-    def _on_stop_signal(self, signum: int) -> None:
-        if self._stop_requested:
-            _log.warning("signal %d received again: leaving the loop now", signum)
-            if self._runs_loop:
-                self._loop.stop()
-            return
-        _log.info("signal %d received: stopping", signum)
-        if self.running:
-            self.stop()
+    def _leave_loop_now(self) -> None:
+        if self._runs_loop:
+            self._loop.stop()
 
-    def close(self) -> None:
-        """Release the timers, signals and thread pool, and the loop if it made it.
-
-        Raises:
-            RuntimeError: the reactor is running.
-        """
-        if self.running:
-            raise RuntimeError("cannot close a running reactor")
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
+        """Release the timers, signals and thread pool, and the loop if it made it."""
         for signum in list(self._previous_handlers):
             self.remove_signal_handler(signum)
         self._stop_thread_pool()
@@ -310,10 +253,6 @@ class AsyncioReactor(ReactorBase):
         self._timers.clear()
         if self._owns_loop:
             self._loop.close()
-
-    def in_reactor_thread(self) -> bool:
-        """True when called from the thread that is running the reactor."""
-        return self._thread_id == threading.get_ident()
 
     # -------------------------------------------------------------------- time
 
@@ -466,6 +405,9 @@ class AsyncioReactor(ReactorBase):
         except (RuntimeError, OSError) as exc:  # SIGKILL, SIGSTOP
             raise ValueError(f"signal {signum} cannot be caught: {exc}") from exc
         self._previous_handlers.setdefault(signum, previous)
+
+    def _has_signal_handler(self, signum: int) -> bool:
+        return signum in self._previous_handlers
 
     def remove_signal_handler(self, signum: int) -> bool:
         """Stop handling ``signum``; its previous handler is restored.

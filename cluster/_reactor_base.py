@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +30,10 @@ from plait.cluster._unix import UnixStreamTransport
 
 if TYPE_CHECKING:
     from plait.cluster._defer import Deferred
+    from plait.cluster._signals import SignalHandlers
     from plait.cluster._tcp import Port
 
-__all__ = ["Handle", "ReactorBase", "ReactorNotRunning"]
+__all__ = ["Handle", "ReactorBase", "ReactorNotRunning", "SignalHandlersMixin"]
 
 _log = logging.getLogger("plait.reactor")
 #: What a callback may raise without stopping the loop (see ``_reactor_select``).
@@ -89,6 +92,14 @@ class ReactorBase:
     # What a subclass's loop methods provide (the transports' view of a reactor).
     if TYPE_CHECKING:
         def call_soon(self, f: Callable[..., object], *args: Any, **kwargs: Any) -> Any: ...
+        def add_signal_handler(self, signum: int, f: Callable[..., object],
+                               *args: Any) -> None: ...
+        def remove_signal_handler(self, signum: int) -> bool: ...
+        # The loop-dependent halves of run/stop/close (see "running" below).
+        def _has_signal_handler(self, signum: int) -> bool: ...
+        def _exit(self) -> None: ...
+        def _leave_loop_now(self) -> None: ...
+        def _release(self) -> None: ...
 
     def _init_base(self) -> None:
         """Set up the shared state; a subclass's ``__init__`` calls this first."""
@@ -99,6 +110,10 @@ class ReactorBase:
         self._pool_size = 10
         self._pool_trigger: Any = None
         self._when_running: list[Handle] = []
+        self._stop_requested = False
+        self._closed = False
+        self._thread_id: int | None = None
+        self._default_signals: list[int] = []
 
     def _fire_startup(self) -> None:
         self._events.fire("startup", self._startup_done)
@@ -112,6 +127,98 @@ class ReactorBase:
                 handle._func(*handle._args, **(kwargs or {}))
             except _CALLBACK_ERRORS as exc:
                 _log.error("unhandled error in %r", handle._func, exc_info=exc)
+
+    # ----------------------------------------------------------------- running
+    #
+    # The bookkeeping of run/start/stop/close that does not depend on the loop. A
+    # subclass's ``run`` (or ``start``) calls ``_begin``, then hands control to its
+    # loop, and calls ``_end`` once the loop is left; ``stop`` schedules the
+    # ``shutdown`` event with the subclass's ``_exit`` as its last step. A subclass
+    # provides ``_exit`` (leave the loop, or ``_end`` when ``start`` was used),
+    # ``_leave_loop_now`` (a second stop signal) and ``_release`` (what ``close``
+    # frees), and the signal registry through ``_has_signal_handler``.
+
+    def _begin(self, install_signal_handlers: bool) -> None:
+        """Mark the reactor running in this thread and schedule the startup event.
+
+        Raises:
+            RuntimeError: the reactor runs already, or was closed.
+        """
+        if self.running:
+            raise RuntimeError("the reactor is already running")
+        if self._closed:
+            raise RuntimeError("the reactor is closed")
+        self.running = True
+        self._started = False
+        self._stop_requested = False
+        self._thread_id = threading.get_ident()
+        if install_signal_handlers:
+            self._install_default_signals()
+        self.call_soon(self._fire_startup)
+
+    def _end(self) -> None:
+        """Mark the reactor stopped and remove the default signal handlers."""
+        self.running = False
+        self._thread_id = None
+        for signum in self._default_signals[:]:
+            self.remove_signal_handler(signum)
+        self._default_signals = []
+
+    def _install_default_signals(self) -> None:
+        """In the main thread, make SIGINT and SIGTERM stop the reactor.
+
+        A signal that has a handler of its own (``add_signal_handler``) keeps it.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if not self._has_signal_handler(signum):
+                self.add_signal_handler(signum, self._on_stop_signal, signum)
+                self._default_signals.append(signum)
+
+    def stop(self) -> None:
+        """Fire the shutdown event, then leave the loop that ``run`` runs.
+
+        A reactor started with ``start`` leaves its loop running. A second ``stop``
+        is a no-op.
+
+        Raises:
+            ReactorNotRunning: the reactor is not running.
+        """
+        if not self.running:
+            raise ReactorNotRunning("cannot stop a reactor that is not running")
+        if self._stop_requested:
+            return
+        self._stop_requested = True
+        self.call_soon(self._events.fire, "shutdown", self._exit)
+
+    def _on_stop_signal(self, signum: int) -> None:
+        if self._stop_requested:
+            _log.warning("signal %d received again: leaving the loop now", signum)
+            self._leave_loop_now()
+            return
+        _log.info("signal %d received: stopping", signum)
+        if self.running:
+            self.stop()
+
+    def close(self) -> None:
+        """Release what the reactor holds (``_release``); it cannot run again.
+
+        A second ``close`` is a no-op.
+
+        Raises:
+            RuntimeError: the reactor is running.
+        """
+        if self.running:
+            raise RuntimeError("cannot close a running reactor")
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+
+    def in_reactor_thread(self) -> bool:
+        """True when called from the thread that is running the reactor."""
+        return self._thread_id == threading.get_ident()
 
     # ----------------------------------------------------------- system events
 
@@ -419,3 +526,38 @@ class ReactorBase:
         from plait.cluster._process import spawn_process
 
         return spawn_process(self, protocol, argv, env=env, path=path, child_fds=child_fds)
+
+
+class SignalHandlersMixin:
+    """``add_signal_handler``/``remove_signal_handler`` over a ``SignalHandlers`` registry.
+
+    For the reactors that wake their loop through their own waker socket (the native
+    ``Reactor`` and ``QtReactor``): they keep the registry in ``self._signals``.
+    """
+
+    _signals: SignalHandlers
+    _default_signals: list[int]
+
+    def add_signal_handler(self, signum: int, f: Callable[..., object], *args: Any) -> None:
+        """Call ``f(*args)`` in the loop when signal ``signum`` arrives (asyncio's name).
+
+        Replaces the reactor's default SIGINT/SIGTERM behaviour for that signal.
+
+        Raises:
+            ValueError: invalid or uncatchable signal, or not the main thread.
+            TypeError: ``f`` is not callable.
+        """
+        if signum in self._default_signals:
+            self._default_signals.remove(signum)
+        self._signals.add(signum, f, *args)
+
+    def remove_signal_handler(self, signum: int) -> bool:
+        """Stop handling ``signum``; its previous handler is restored.
+
+        Returns:
+            True if a handler was registered.
+        """
+        return self._signals.remove(signum)
+
+    def _has_signal_handler(self, signum: int) -> bool:
+        return signum in self._signals

@@ -33,9 +33,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import signal
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,7 +43,12 @@ from zope.interface import implementer
 
 from plait.cluster._delayed_call import DelayedCall
 from plait.cluster._fd_table import fileno
-from plait.cluster._reactor_base import _CALLBACK_ERRORS, Handle, ReactorBase, ReactorNotRunning
+from plait.cluster._reactor_base import (
+    _CALLBACK_ERRORS,
+    Handle,
+    ReactorBase,
+    SignalHandlersMixin,
+)
 from plait.cluster._signals import SignalHandlers
 from plait.cluster.interfaces import (
     IReactorCore,
@@ -73,7 +76,7 @@ def _log_error(cb: object, exc: BaseException) -> None:
 
 @implementer(IReactorCore, IReactorTime, IReactorFDSet, IReactorTCP, IReactorThreads,
              IReactorProcess, IReactorUDP, IReactorUNIX, IReactorSSL)
-class QtReactor(ReactorBase):
+class QtReactor(SignalHandlersMixin, ReactorBase):
     """A reactor on Qt's event loop (``pip install 'plait[qt]'``).
 
     Args:
@@ -110,11 +113,7 @@ class QtReactor(ReactorBase):
         self._timer.timeout.connect(self._run_timers)
         self._thread_calls: deque[tuple[Callable[..., object], tuple[Any, ...],
                                         dict[str, Any]]] = deque()
-        self._stop_requested = False
         self._runs_app = False
-        self._closed = False
-        self._thread_id: int | None = None
-        self._default_signals: list[int] = []
         self._waker_r, self._waker_w = socket.socketpair()
         self._waker_r.setblocking(False)
         self._waker_w.setblocking(False)
@@ -149,69 +148,18 @@ class QtReactor(ReactorBase):
         """
         self._begin(install_signal_handlers)
 
-    def _begin(self, install_signal_handlers: bool) -> None:
-        if self.running:
-            raise RuntimeError("the reactor is already running")
-        if self._closed:
-            raise RuntimeError("the reactor is closed")
-        self.running = True
-        self._started = False
-        self._stop_requested = False
-        self._thread_id = threading.get_ident()
-        if install_signal_handlers and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signum not in self._signals:
-                    self._signals.add(signum, self._on_stop_signal, signum)
-                    self._default_signals.append(signum)
-        self.call_soon(self._fire_startup)
-
-    def _end(self) -> None:
-        self.running = False
-        self._thread_id = None
-        for signum in self._default_signals:
-            self._signals.remove(signum)
-        self._default_signals = []
-
-    def stop(self) -> None:
-        """Fire the shutdown event, then quit Qt's loop if ``run`` started it.
-
-        Raises:
-            ReactorNotRunning: the reactor is not running.
-        """
-        if not self.running:
-            raise ReactorNotRunning("cannot stop a reactor that is not running")
-        if self._stop_requested:
-            return
-        self._stop_requested = True
-        self.call_soon(self._events.fire, "shutdown", self._exit)
-
     def _exit(self) -> None:
         if self._runs_app:
             self._app.quit()
         else:
             self._end()
 
-    def _on_stop_signal(self, signum: int) -> None:
-        if self._stop_requested:
-            _log.warning("signal %d received again: leaving the loop now", signum)
-            if self._runs_app:
-                self._app.quit()
-            return
-        _log.info("signal %d received: stopping", signum)
-        if self.running:
-            self.stop()
+    def _leave_loop_now(self) -> None:
+        if self._runs_app:
+            self._app.quit()
 
-    def close(self) -> None:
-        """Release the notifiers, timers, waker and thread pool.
-
-        Raises:
-            RuntimeError: the reactor is running.
-        """
-        if self.running:
-            raise RuntimeError("cannot close a running reactor")
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
+        """Release the notifiers, timers, waker and thread pool (``close``)."""
         self._signals.remove_all()
         self._stop_thread_pool()
         for slot in (0, 1):
@@ -226,10 +174,6 @@ class QtReactor(ReactorBase):
         self._ready.clear()
         self._waker_r.close()
         self._waker_w.close()
-
-    def in_reactor_thread(self) -> bool:
-        """True when called from the thread that is running the reactor."""
-        return self._thread_id == threading.get_ident()
 
     # --------------------------------------------------------------- callbacks
 
@@ -421,27 +365,6 @@ class QtReactor(ReactorBase):
     def get_writers(self) -> list[int]:
         """The fds watched for writing."""
         return sorted(self._callbacks[1])
-
-    # ---------------------------------------------------------------- signals
-
-    def add_signal_handler(self, signum: int, f: Callable[..., object], *args: Any) -> None:
-        """Call ``f(*args)`` in the loop when signal ``signum`` arrives.
-
-        Raises:
-            ValueError: invalid or uncatchable signal, or not the main thread.
-            TypeError: ``f`` is not callable.
-        """
-        if signum in self._default_signals:
-            self._default_signals.remove(signum)
-        self._signals.add(signum, f, *args)
-
-    def remove_signal_handler(self, signum: int) -> bool:
-        """Stop handling ``signum``; its previous handler is restored.
-
-        Returns:
-            True if a handler was registered.
-        """
-        return self._signals.remove(signum)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "closed" if self._closed else "idle"

@@ -55,7 +55,6 @@ import logging
 import math
 import selectors
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -66,7 +65,7 @@ from zope.interface import implementer
 
 from plait.cluster._delayed_call import DelayedCall
 from plait.cluster._fd_table import FdTable
-from plait.cluster._reactor_base import Handle, ReactorBase, ReactorNotRunning
+from plait.cluster._reactor_base import Handle, ReactorBase, ReactorNotRunning, SignalHandlersMixin
 from plait.cluster._signals import SignalHandlers
 from plait.cluster.interfaces import (
     IReactorCore,
@@ -123,7 +122,7 @@ class ReactorStatistics:
 
 @implementer(IReactorCore, IReactorTime, IReactorFDSet, IReactorTCP, IReactorThreads,
              IReactorProcess, IReactorUDP, IReactorUNIX, IReactorSSL)
-class Reactor(ReactorBase):
+class Reactor(SignalHandlersMixin, ReactorBase):
     """The native event loop.
 
     Example:
@@ -151,11 +150,7 @@ class Reactor(ReactorBase):
         self._thread_calls: deque[tuple[Callable[..., object], tuple[Any, ...],
                                         dict[str, Any]]] = deque()
         self._wake_pending = False
-        self._stop_requested = False
         self._exit_loop = False
-        self._closed = False
-        self._thread_id: int | None = None
-        self._default_signals: list[int] = []
         epoll = getattr(self._selector, "_selector", None)
         if isinstance(self._selector, selectors.EpollSelector) and epoll is not None:
             self._poll_epoll = epoll.poll
@@ -181,54 +176,20 @@ class Reactor(ReactorBase):
         Raises:
             RuntimeError: the reactor is running already, or was closed.
         """
-        if self.running:
-            raise RuntimeError("the reactor is already running")
-        if self._closed:
-            raise RuntimeError("the reactor is closed")
-        self.running = True
-        self._stop_requested = False
+        self._begin(install_signal_handlers)
         self._exit_loop = False
-        self._started = False
-        self._thread_id = threading.get_ident()
-        if install_signal_handlers:
-            self._install_default_signals()
         try:
-            self.call_soon(self._fire_startup)
             self._loop()
         finally:
-            self.running = False
-            self._thread_id = None
-            for signum in self._default_signals:
-                self._signals.remove(signum)
-            self._default_signals = []
-
-    def stop(self) -> None:
-        """Fire the shutdown event, then leave ``run``; a second ``stop`` is a no-op.
-
-        Raises:
-            ReactorNotRunning: the reactor is not running.
-        """
-        if not self.running:
-            raise ReactorNotRunning("cannot stop a reactor that is not running")
-        if self._stop_requested:
-            return
-        self._stop_requested = True
-        self.call_soon(self._events.fire, "shutdown", self._exit)
+            self._end()
 
     def _exit(self) -> None:
         self._exit_loop = True
 
-    def close(self) -> None:
-        """Release the selector, the waker and the thread pool; the reactor cannot run again.
+    _leave_loop_now = _exit
 
-        Raises:
-            RuntimeError: the reactor is running.
-        """
-        if self.running:
-            raise RuntimeError("cannot close a running reactor")
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
+        """Release the selector, the waker and the thread pool (``close``)."""
         self._signals.remove_all()
         self._stop_thread_pool()
         self._fd_table.clear()
@@ -451,52 +412,6 @@ class Reactor(ReactorBase):
             readers=len(self.get_readers()), writers=len(self.get_writers()),
             timers=len(self.get_delayed_calls()), ready=len(self._ready),
             thread_calls=len(self._thread_calls))
-
-    def in_reactor_thread(self) -> bool:
-        """True when called from the thread that is running the loop."""
-        return self._thread_id == threading.get_ident()
-
-    # ---------------------------------------------------------------- signals
-
-    def add_signal_handler(self, signum: int, f: Callable[..., object], *args: Any) -> None:
-        """Call ``f(*args)`` in the loop when signal ``signum`` arrives (asyncio's name).
-
-        Replaces the reactor's default SIGINT/SIGTERM behaviour for that signal.
-
-        Raises:
-            ValueError: invalid or uncatchable signal, or not the main thread.
-            TypeError: ``f`` is not callable.
-        """
-        if signum in self._default_signals:
-            self._default_signals.remove(signum)
-        self._signals.add(signum, f, *args)
-
-    def remove_signal_handler(self, signum: int) -> bool:
-        """Stop handling ``signum``; its previous handler is restored.
-
-        Returns:
-            True if a handler was registered.
-        """
-        return self._signals.remove(signum)
-
-    def _install_default_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        import signal
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            if signum not in self._signals:
-                self._signals.add(signum, self._on_stop_signal, signum)
-                self._default_signals.append(signum)
-
-    def _on_stop_signal(self, signum: int) -> None:
-        if self._stop_requested:
-            _log.warning("signal %d received again: leaving the loop now", signum)
-            self._exit_loop = True
-            return
-        _log.info("signal %d received: stopping", signum)
-        if self.running:
-            self.stop()
 
     # ------------------------------------------------------------------ fd set
 
