@@ -39,6 +39,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from plait.cluster._transport_helpers import write_buffer_limits
 from plait.cluster.interfaces import ITransport
 
 __all__ = ["StreamTransport"]
@@ -382,12 +383,7 @@ class StreamTransport:
         Raises:
             ValueError: not ``high >= low >= 0``.
         """
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        high, low = write_buffer_limits(high, low)
         self._high, self._low = high, low
         if self._buffer_size > high:
             self._pause_protocol()

@@ -31,7 +31,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
@@ -427,26 +427,67 @@ class _Attempt:
             sock.close()
 
 
-class _Connector:
+class _ConnectorBase:
+    """What the TCP and Unix connectors share: the Deferred, the timeout, the end.
+
+    A subclass provides ``_target()`` (the address, for messages) and ``_finish()``
+    (set ``done`` and release what it holds); the Deferred's cancel and the
+    timeout both end in ``_finish``.
+    """
+
+    def __init__(self, reactor: Any, timeout: float | None) -> None:
+        self.reactor = reactor
+        self.deferred: Deferred[Any] = Deferred(self._cancel)
+        self.timer: DelayedCall | None = None
+        self.done = False
+        if timeout is not None:
+            self.timer = reactor.call_later(timeout, self._timed_out, timeout)
+
+    if TYPE_CHECKING:
+        def _target(self) -> str: ...
+        def _finish(self) -> None: ...
+
+    def _fail(self, exc: BaseException) -> None:
+        self._finish()
+        self.deferred.errback(exc)
+
+    def _timed_out(self, timeout: float) -> None:
+        self.timer = None
+        if not self.done:
+            self._fail(DeferTimeoutError(
+                f"connecting to {self._target()} timed out after {timeout} s"))
+
+    def _cancel(self, d: Deferred[Any]) -> None:
+        if not self.done:
+            self._finish()  # the Deferred then errbacks with CancelledError
+
+    def _deliver(self, protocol: Any) -> None:
+        """Fire the Deferred with ``protocol``, or fail it if the factory refused (None)."""
+        if protocol is None:
+            self.deferred.errback(ConnectionAbortedError(
+                f"the protocol factory refused the connection to {self._target()}"))
+            return
+        self.deferred.callback(protocol)
+
+
+class _Connector(_ConnectorBase):
     """Drives ``connect_tcp``: resolve, then staggered attempts, first one wins."""
 
     def __init__(self, reactor: Any, host: str, port: int, factory: Callable[[], Any],
                  timeout: float | None, bind_address: tuple[str, int] | None) -> None:
-        self.reactor = reactor
+        super().__init__(reactor, timeout)
         self.host = host
         self.port = port
         self.factory = factory
         self.bind_address = bind_address
-        self.deferred: Deferred[Any] = Deferred(self._cancel)
         self.addresses: deque[tuple[int, Any]] = deque()
         self.attempts: list[_Attempt] = []
         self.errors: list[BaseException] = []
         self.resolving: Deferred[Any] | None = None
         self.stagger: DelayedCall | None = None
-        self.timer: DelayedCall | None = None
-        self.done = False
-        if timeout is not None:
-            self.timer = reactor.call_later(timeout, self._timed_out, timeout)
+
+    def _target(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def start(self) -> None:
         self.resolving = self.reactor.resolve(self.host, self.port)
@@ -504,12 +545,7 @@ class _Connector:
             sock.close()
             self.deferred.errback(exc)
             return
-        protocol = _start_transport(self.reactor, sock, self.factory, addr)
-        if protocol is None:
-            self.deferred.errback(ConnectionAbortedError(
-                f"the protocol factory refused the connection to {self.host}:{self.port}"))
-            return
-        self.deferred.callback(protocol)
+        self._deliver(_start_transport(self.reactor, sock, self.factory, addr))
 
     def _finish(self) -> None:
         self.done = True
@@ -524,20 +560,6 @@ class _Connector:
             resolving, self.resolving = self.resolving, None
             resolving.add_errback(lambda f: None)  # the answer no longer matters
             resolving.cancel()
-
-    def _fail(self, exc: BaseException) -> None:
-        self._finish()
-        self.deferred.errback(exc)
-
-    def _timed_out(self, timeout: float) -> None:
-        self.timer = None
-        if not self.done:
-            self._fail(DeferTimeoutError(
-                f"connecting to {self.host}:{self.port} timed out after {timeout} s"))
-
-    def _cancel(self, d: Deferred[Any]) -> None:
-        if not self.done:
-            self._finish()  # the Deferred then errbacks with CancelledError
 
 
 def connect_tcp(reactor: Any, host: str, port: int, factory: Callable[[], Any],

@@ -37,6 +37,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from plait.cluster._transport_helpers import DEFAULT_HIGH_WATER, call_hook, write_buffer_limits
 from plait.cluster.interfaces import IDatagramTransport
 
 __all__ = [
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 #: jumbograms are not supported.
 MAX_DATAGRAM = 65535
 _MAX_READS = 32
-_HIGH_WATER = 64 * 1024
 
 
 def _family_for(interface: str) -> socket.AddressFamily:
@@ -86,8 +86,8 @@ class DatagramTransport:
         self._closing = False
         self._lost = False
         self._paused = False
-        self._high = _HIGH_WATER
-        self._low = _HIGH_WATER // 4
+        self._high = DEFAULT_HIGH_WATER
+        self._low = DEFAULT_HIGH_WATER // 4
         self._address: Any = None
         self._extra: dict[str, Any] = {"socket": sock}
         try:
@@ -247,13 +247,7 @@ class DatagramTransport:
             self._call_protocol("resume_writing")
 
     def _call_protocol(self, name: str) -> None:
-        method = getattr(self._protocol, name, None)
-        if method is None:
-            return
-        try:
-            method()
-        except Exception:
-            log.exception("protocol %s raised", name)
+        call_hook(self._protocol, name, log, "protocol %s raised", name)
 
     def get_write_buffer_size(self) -> int:
         """Bytes queued and not yet sent."""
@@ -265,12 +259,7 @@ class DatagramTransport:
         Raises:
             ValueError: ``low`` exceeds ``high`` or either is negative.
         """
-        if high is None:
-            high = _HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        high, low = write_buffer_limits(high, low)
         self._high, self._low = high, low
         self._maybe_pause()
         self._maybe_resume()

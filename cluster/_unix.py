@@ -37,9 +37,8 @@ from typing import Any
 from zope.interface import implementer
 
 from plait.cluster._defer import Deferred
-from plait.cluster._defer import TimeoutError as DeferTimeoutError
 from plait.cluster._stream import _IOV_MAX, StreamTransport
-from plait.cluster._tcp import Port
+from plait.cluster._tcp import Port, _ConnectorBase
 from plait.cluster._udp import DatagramTransport
 from plait.cluster.interfaces import IDatagramTransport, IListeningPort, IUnixTransport
 from plait.cluster.protocol import build_protocol
@@ -254,7 +253,7 @@ _RETRY_FIRST = 0.005
 _RETRY_MAX = 0.1
 
 
-class _UnixConnector:
+class _UnixConnector(_ConnectorBase):
     """Drives one ``connect_unix``: connect, retry while the backlog is full, time out.
 
     A Unix ``connect`` either succeeds at once, fails at once (``ECONNREFUSED``,
@@ -266,17 +265,15 @@ class _UnixConnector:
 
     def __init__(self, reactor: Any, path: str, factory: Callable[[], Any],
                  timeout: float | None) -> None:
-        self.reactor = reactor
+        super().__init__(reactor, timeout)
         self.path = path
         self.factory = factory
-        self.deferred: Deferred[Any] = Deferred(self._cancel)
         self.sock: socket.socket | None = None
-        self.timer: Any = None
         self.retry: Any = None
         self.delay = _RETRY_FIRST
-        self.done = False
-        if timeout is not None:
-            self.timer = reactor.call_later(timeout, self._timed_out, timeout)
+
+    def _target(self) -> str:
+        return repr(self.path)
 
     def attempt(self) -> None:
         self.retry = None
@@ -319,12 +316,7 @@ class _UnixConnector:
         if sock is None or self.done:
             return
         self._finish()
-        protocol = _start_unix_transport(self.reactor, sock, self.factory)
-        if protocol is None:
-            self.deferred.errback(ConnectionAbortedError(
-                f"the protocol factory refused the connection to {self.path!r}"))
-            return
-        self.deferred.callback(protocol)
+        self._deliver(_start_unix_transport(self.reactor, sock, self.factory))
 
     def _finish(self) -> None:
         self.done = True
@@ -336,20 +328,6 @@ class _UnixConnector:
         if sock is not None:
             self.reactor.remove_writer(sock.fileno())
             sock.close()
-
-    def _fail(self, exc: BaseException) -> None:
-        self._finish()
-        self.deferred.errback(exc)
-
-    def _timed_out(self, timeout: float) -> None:
-        self.timer = None
-        if not self.done:
-            self._fail(DeferTimeoutError(
-                f"connecting to {self.path!r} timed out after {timeout} s"))
-
-    def _cancel(self, d: Deferred[Any]) -> None:
-        if not self.done:
-            self._finish()  # the Deferred then errbacks with CancelledError
 
 
 def _start_unix_transport(reactor: Any, sock: socket.socket, factory: Callable[[], Any]) -> Any:

@@ -48,14 +48,12 @@ from typing import Any
 
 from zope.interface import implementer
 
+from plait.cluster._transport_helpers import DEFAULT_HIGH_WATER, call_hook, write_buffer_limits
 from plait.cluster.interfaces import IProducer, IUnixTransport
 
 __all__ = ["DEFAULT_HIGH_WATER", "MemoryTransport", "close_fds"]
 
 _log = logging.getLogger(__name__)
-
-DEFAULT_HIGH_WATER = 64 * 1024
-"""asyncio's default high-water mark; the low mark defaults to a quarter of it."""
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
@@ -327,12 +325,7 @@ class MemoryTransport:
         for limit in (high, low):
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
                 raise TypeError(f"write buffer limits must be ints, got {type(limit).__name__}")
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        high, low = write_buffer_limits(high, low)
         self._high, self._low = high, low
         self._check_water_marks()
 
@@ -444,22 +437,10 @@ class MemoryTransport:
                 self._producer_call("resume_producing")
 
     def _protocol_call(self, name: str) -> None:
-        method = getattr(self._protocol, name, None)
-        if method is None:
-            return
-        try:
-            method()
-        except Exception:
-            _log.exception("%r: protocol %s() failed", self, name)
+        call_hook(self._protocol, name, _log, "%r: protocol %s() failed", self, name)
 
     def _producer_call(self, name: str) -> None:
-        method = getattr(self.producer, name, None)
-        if method is None:
-            return
-        try:
-            method()
-        except Exception:
-            _log.exception("%r: producer %s() failed", self, name)
+        call_hook(self.producer, name, _log, "%r: producer %s() failed", self, name)
 
     def _abort(self, exc: BaseException | None) -> None:
         if self._lost or self._abort_requested:

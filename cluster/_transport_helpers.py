@@ -1,0 +1,57 @@
+"""Small pieces of logic that several transports (and the in-memory fake) share.
+
+- ``call_hook``: transports call hooks such as ``pause_writing``/``resume_writing``
+  that a protocol may leave out; one that raises must not break the transport, so
+  the error is logged on the caller's logger, in the caller's words, and swallowed.
+- ``write_buffer_limits``: asyncio's rule for ``set_write_buffer_limits`` arguments
+  (a missing high water mark is 64 KiB, or four times ``low``; a missing low one is a
+  quarter of ``high``), checked.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = ["DEFAULT_HIGH_WATER", "call_hook", "write_buffer_limits"]
+
+#: asyncio's default high water mark for a transport's write buffer.
+DEFAULT_HIGH_WATER = 64 * 1024
+
+
+def call_hook(target: object, name: str, logger: logging.Logger, message: str,
+              *message_args: object) -> None:
+    """Call ``target.<name>()`` if ``target`` has it; log what it raises.
+
+    Args:
+        target: The protocol or producer.
+        name: The hook's name, e.g. ``"pause_writing"``.
+        logger: Where a failure is logged (``logger.exception``).
+        message: The log message's format, with ``message_args``.
+        *message_args: Its arguments.
+    """
+    method = getattr(target, name, None)
+    if method is None:
+        return
+    try:
+        method()
+    except Exception:
+        logger.exception(message, *message_args)
+
+
+def write_buffer_limits(high: int | None, low: int | None) -> tuple[int, int]:
+    """The (high, low) water marks that ``set_write_buffer_limits(high, low)`` means.
+
+    Returns:
+        ``high`` (default: 64 KiB, or ``4 * low`` when only ``low`` is given) and
+        ``low`` (default: ``high // 4``).
+
+    Raises:
+        ValueError: unless ``high >= low >= 0``.
+    """
+    if high is None:
+        high = DEFAULT_HIGH_WATER if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+    return high, low
