@@ -7,9 +7,13 @@ that only *use* that loop: TCP, UDP, Unix and TLS ports and connections (``_tcp`
 system event triggers and ``call_when_running``. ``ReactorBase`` holds the second
 part once, so that the native ``Reactor`` (``_reactor_select``) and
 ``AsyncioReactor`` (``_reactor_asyncio``) offer the same transports, built on the
-same code, and differ only in their loop. A subclass calls ``_init_base()`` in its
-``__init__``, calls ``_fire_startup()`` as the first thing its loop runs, and fires
-``shutdown`` through ``self._events`` when it stops; the transport modules need from
+same code, and differ only in their loop (``QtReactor`` in ``_reactor_qt`` too). The
+run/stop/close bookkeeping is here as well: a subclass calls ``_init_base()`` in its
+``__init__``, ``_begin()`` before its loop runs (it schedules ``_fire_startup``) and
+``_end()`` after; ``stop`` fires ``shutdown`` through ``self._events`` and ends with
+the subclass's ``_exit``. The subclass provides ``_exit``, ``_leave_loop_now``,
+``_release`` and ``_has_signal_handler`` (``SignalHandlersMixin`` gives the last and
+the signal methods to the reactors with a waker socket). The transport modules need from
 it only ``add_reader``/``add_writer``/``remove_*``, ``call_soon``, ``call_later``,
 ``call_from_thread``, ``seconds`` and ``add_signal_handler``.
 """
