@@ -349,9 +349,9 @@ def _hello(fields: dict[str, Any], welcome: bool) -> Hello:
 _PARSERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "hello": lambda f: _hello(f, False),
     "welcome": lambda f: _hello(f, True),
-    "call": lambda f: _call(f),
+    "call": _call,
     "notify": lambda f: Notify(method=_str(f, "method"), args=_list(f, "args"), kwargs=_kwargs(f)),
-    "result": lambda f: _result(f),
+    "result": _result,
     "error": lambda f: Error(id=_int(f, "id"), error=_error(f)),
     "cancel": lambda f: Cancel(id=_int(f, "id")),
     "publish": lambda f: Publish(topic=_str(f, "topic"), msg=f.get("msg")),
