@@ -207,9 +207,10 @@ def serve(config: RunConfig) -> int:
         return EXIT_BOOT
     from plait.cluster.defer import gather
     from plait.cluster.endpoints import server_from_string
-    from plait.cluster.reactor import Reactor
+    from plait.cluster.reactor import get_reactor
 
-    reactor = Reactor()
+    # The process's reactor, so that app code calling get_reactor() gets this one.
+    reactor = get_reactor()
     try:
         endpoints = [server_from_string(reactor, desc) for desc in config.listen]
     except ValueError as exc:

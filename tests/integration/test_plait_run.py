@@ -7,11 +7,13 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +96,34 @@ def test_a_bad_endpoint_string_is_a_usage_error() -> None:
     )
     assert done.returncode == 2
     assert "carrier-pigeon" in done.stderr
+
+
+APP_USING_GET_REACTOR = '''
+from plait.cluster.protocol import Protocol
+from plait.cluster.reactor import get_reactor
+
+
+class LaterEcho(Protocol):
+    def data_received(self, data):
+        get_reactor().call_later(0.01, self.transport.write, data)
+'''
+
+
+def test_app_code_calling_get_reactor_gets_the_reactor_that_serves(tmp_path: Path) -> None:
+    (tmp_path / "later_echo_app.py").write_text(APP_USING_GET_REACTOR)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [PLAIT, "run", "later_echo_app:LaterEcho", "--listen", "tcp:0:interface=127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+    )
+    try:
+        line = _read_line_matching(proc, r"serving .* -> ", limit=20)
+        _, port = ast.literal_eval(line.rsplit("-> ", 1)[1].strip())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"ping")
+            assert conn.recv(4) == b"ping"
+    finally:
+        proc.kill()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
