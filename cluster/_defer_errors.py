@@ -61,11 +61,17 @@ class DeferredLoopError(Exception):
 
 
 class _DebugInfo:
-    """Per-Deferred record: debug stacks, and the failure to log if it is dropped."""
+    """Per-Deferred record: debug stacks, and the failure to log if it is dropped.
+
+    ``live`` counts the records alive: while it is 0 no Deferred anywhere can still
+    report an unhandled failure, so the pytest plugin skips its garbage collection.
+    """
 
     __slots__ = ("creator", "failure", "invoker")
+    live = 0
 
     def __init__(self, creator: list[str] | None) -> None:
+        _DebugInfo.live += 1
         self.creator = creator
         self.invoker: list[str] | None = None
         self.failure: Failure | None = None
@@ -79,6 +85,7 @@ class _DebugInfo:
         return "\n".join(parts)
 
     def __del__(self) -> None:
+        _DebugInfo.live -= 1
         failure = self.failure
         if failure is not None:
             self.failure = None

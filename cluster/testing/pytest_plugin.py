@@ -25,7 +25,8 @@ Unhandled failures: ``plait.cluster._defer`` calls each of its
 garbage-collected. The plugin adds one observer per session that records what it
 sees; ``setup`` clears the record, and after ``teardown`` (fixtures included) the
 plugin runs ``gc.collect()`` and fails the test's teardown with the tracebacks of
-what was recorded, so the error is reported against the test that leaked it. A full
+what was recorded, so the error is reported against the test that leaked it (only
+while some failing Deferred is alive: otherwise there is nothing to find). A full
 collection per test is costly on a big heap, so after it the plugin calls
 ``gc.freeze()``: what survived moves to the permanent generation and the next
 collection looks only at the objects the next test made. The price: a cycle that
@@ -83,6 +84,18 @@ class _UnhandledErrors:
         if self._observers is not None and self in self._observers:
             self._observers.remove(self)
         self._observers = None
+
+    def failing_deferreds_alive(self) -> bool:
+        """True while some Deferred holds a failure record (one could still be dropped).
+
+        Failing Deferreds (and every Deferred in debug mode) carry a ``_DebugInfo``;
+        when none is alive there is nothing a collection could report, so a session
+        that makes no failing Deferred (one that does not use Plait, say) pays
+        nothing per test.
+        """
+        from plait.cluster._defer_errors import _DebugInfo
+
+        return _DebugInfo.live > 0
 
     def take(self) -> list[Failure]:
         seen, self.seen = self.seen, []
@@ -306,12 +319,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     watcher = item.config.stash.get(_unhandled_key, None)
     if watcher is None:
         return
-    gc.collect()
-    # Move the survivors to the permanent generation, so that the next test's
-    # collection scans only the objects that test creates (about 16 ms less per
-    # test on a suite of a thousand tests). ``pytest_unconfigure`` undoes it.
-    gc.freeze()
-    watcher.froze = True
+    if watcher.failing_deferreds_alive():
+        gc.collect()
+        # Move the survivors to the permanent generation, so that the next test's
+        # collection scans only the objects that test creates (about 16 ms less per
+        # test on a suite of a thousand tests). ``pytest_unconfigure`` undoes it.
+        gc.freeze()
+        watcher.froze = True
     failures = watcher.take()
     if failures:
         reports = "\n".join(failure.get_traceback() for failure in failures)

@@ -338,3 +338,35 @@ def test_an_unhandled_failure_collected_during_a_test_fails_that_test(
             "*LookupError: in a cycle*",
         ]
     )
+
+
+def test_a_session_without_failing_deferreds_pays_no_garbage_collection(
+    pytester: pytest.Pytester,
+) -> None:
+    """Installed Plait must not slow down or pin memory in suites that do not fail Deferreds.
+
+    The per-test collection (and its ``gc.freeze``) only runs while a failing Deferred
+    is alive; a leak is still caught in the same session afterwards.
+    """
+    pytester.makepyfile(
+        """
+        import gc
+
+        from plait.cluster.defer import fail, succeed
+
+        def test_plain():
+            succeed(1).add_callback(lambda r: r)
+
+        def test_nothing_was_frozen():
+            assert gc.get_freeze_count() == 0
+
+        def test_leaks_a_failure():
+            fail(ValueError("still caught"))
+        """
+    )
+    result = pytester.runpytest_subprocess(*_INNER_ARGS)
+    assert _outcomes(result) == {
+        "test_plain": "PASSED",
+        "test_nothing_was_frozen": "PASSED",
+        "test_leaks_a_failure": "ERROR",
+    }
