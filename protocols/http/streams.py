@@ -237,14 +237,21 @@ class ResponseStreamer:
     async def _pump(self, chunks: AsyncIterable[bytes | str] | Iterable[bytes | str]) -> None:
         if isinstance(chunks, AsyncIterable):
             iterator = aiter(chunks)
+            collected = False
             try:
                 async for chunk in iterator:
                     self._write(chunk)
                     if self._paused:
                         await self._wait_writable()
+            except GeneratorExit:
+                # This coroutine is being closed while the iterator is suspended in its
+                # own __anext__: it cannot be awaited now, and closes itself when
+                # collected.
+                collected = True
+                raise
             finally:
                 aclose = getattr(iterator, "aclose", None)
-                if aclose is not None:
+                if aclose is not None and not collected:
                     await aclose()
         else:
             sync_iterator = iter(chunks)
