@@ -47,6 +47,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from plait.cluster._transport_helpers import WriteFlowControl
 from plait.cluster.interfaces import ITransport
 
 __all__ = ["AsyncioStreamTransport"]
@@ -91,7 +92,7 @@ def _step(coro: Coroutine[Any, Any, Any], owner: AsyncioStreamTransport) -> None
 
 
 @implementer(ITransport)
-class AsyncioStreamTransport:
+class AsyncioStreamTransport(WriteFlowControl):
     """A Plait transport over the asyncio transport that the loop builds for ``sock``.
 
     Args:
@@ -327,33 +328,6 @@ class AsyncioStreamTransport:
         if self._protocol_paused:
             self._resume_protocol()
 
-    def _pause_protocol(self) -> None:
-        if self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except Exception:
-            _log.exception("pause_writing of %r failed", self._protocol)
-        if self._producer is not None and self._streaming and not self._producer_paused:
-            self._producer_paused = True
-            try:
-                self._producer.pause_producing()
-            except Exception:
-                _log.exception("pause_producing of %r failed", self._producer)
-
-    def _resume_protocol(self) -> None:
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except Exception:
-            _log.exception("resume_writing of %r failed", self._protocol)
-        if self._producer is not None and self._producer_paused:
-            self._producer_paused = False
-            try:
-                self._producer.resume_producing()
-            except Exception:
-                _log.exception("resume_producing of %r failed", self._producer)
 
     # ---------------------------------------------------------------- producers
 

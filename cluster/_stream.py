@@ -39,7 +39,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from plait.cluster._transport_helpers import write_buffer_limits
+from plait.cluster._transport_helpers import WriteFlowControl, write_buffer_limits
 from plait.cluster.interfaces import ITransport
 
 __all__ = ["StreamTransport"]
@@ -76,7 +76,7 @@ def _check_bytes(data: object) -> None:
 
 
 @implementer(ITransport)
-class StreamTransport:
+class StreamTransport(WriteFlowControl):
     """A connected, non-blocking stream socket driven by a reactor.
 
     The creator calls ``_start()`` once, which calls ``protocol.connection_made``
@@ -348,34 +348,6 @@ class StreamTransport:
             self._shutdown_write()
         elif self._producer is not None and not self._streaming:
             self._reactor.call_soon(self._pull)
-
-    def _pause_protocol(self) -> None:
-        if self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except Exception:
-            _log.exception("pause_writing of %r failed", self._protocol)
-        if self._producer is not None and self._streaming and not self._producer_paused:
-            self._producer_paused = True
-            try:
-                self._producer.pause_producing()
-            except Exception:
-                _log.exception("pause_producing of %r failed", self._producer)
-
-    def _resume_protocol(self) -> None:
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except Exception:
-            _log.exception("resume_writing of %r failed", self._protocol)
-        if self._producer is not None and self._producer_paused:
-            self._producer_paused = False
-            try:
-                self._producer.resume_producing()
-            except Exception:
-                _log.exception("resume_producing of %r failed", self._producer)
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Set the water marks (asyncio's defaults: 64 KiB high, a quarter of it low).

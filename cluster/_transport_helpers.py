@@ -3,6 +3,9 @@
 - ``call_hook``: transports call hooks such as ``pause_writing``/``resume_writing``
   that a protocol may leave out; one that raises must not break the transport, so
   the error is logged on the caller's logger, in the caller's words, and swallowed.
+- ``WriteFlowControl``: a stream transport's write buffer crossed a water mark, so
+  tell the protocol (``pause_writing``/``resume_writing``) and pause or resume a
+  streaming producer.
 - ``write_buffer_limits``: asyncio's rule for ``set_write_buffer_limits`` arguments
   (a missing high water mark is 64 KiB, or four times ``low``; a missing low one is a
   quarter of ``high``), checked.
@@ -11,8 +14,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-__all__ = ["DEFAULT_HIGH_WATER", "call_hook", "write_buffer_limits"]
+__all__ = ["DEFAULT_HIGH_WATER", "WriteFlowControl", "call_hook", "write_buffer_limits"]
+
+_log = logging.getLogger("plait.reactor")
 
 #: asyncio's default high water mark for a transport's write buffer.
 DEFAULT_HIGH_WATER = 64 * 1024
@@ -55,3 +61,46 @@ def write_buffer_limits(high: int | None, low: int | None) -> tuple[int, int]:
     if not high >= low >= 0:
         raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
     return high, low
+
+
+class WriteFlowControl:
+    """Pausing and resuming the writer side of a stream transport (a mixin).
+
+    The transport keeps ``_protocol``, ``_producer``, ``_streaming`` and the two
+    flags; it calls ``_pause_protocol`` when its buffer goes over the high water mark
+    and ``_resume_protocol`` when it drains under the low one.
+    """
+
+    _protocol: Any
+    _producer: Any
+    _streaming: bool
+    _protocol_paused: bool
+    _producer_paused: bool
+
+    def _pause_protocol(self) -> None:
+        if self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except Exception:
+            _log.exception("pause_writing of %r failed", self._protocol)
+        if self._producer is not None and self._streaming and not self._producer_paused:
+            self._producer_paused = True
+            try:
+                self._producer.pause_producing()
+            except Exception:
+                _log.exception("pause_producing of %r failed", self._producer)
+
+    def _resume_protocol(self) -> None:
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except Exception:
+            _log.exception("resume_writing of %r failed", self._protocol)
+        if self._producer is not None and self._producer_paused:
+            self._producer_paused = False
+            try:
+                self._producer.resume_producing()
+            except Exception:
+                _log.exception("resume_producing of %r failed", self._producer)
