@@ -21,6 +21,7 @@ Names follow Twisted's ``LineReceiver``, ``NetstringReceiver`` and
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from plait.cluster.protocol import Protocol
@@ -63,6 +64,23 @@ class _FramedProtocol(Protocol):
 
     def _stopped(self) -> bool:
         return self.transport is None or bool(self.transport.is_closing())
+
+    def _deliver_frames(
+        self, decoder: NetstringDecoder | PrefixedDecoder, data: bytes,
+        deliver: Callable[[bytes], object],
+    ) -> None:
+        """Feed ``decoder`` and hand each completed frame to ``deliver`` until the
+        decoder needs more bytes, the connection closes, or the peer breaks the framing."""
+        decoder.receive_data(data)
+        while not self._stopped():
+            try:
+                frame = decoder.next_frame()
+            except RemoteFramingError as exc:
+                self.framing_failed(exc)
+                return
+            if frame is None:
+                return
+            deliver(frame)
 
 
 class LineProtocol(_FramedProtocol):
@@ -182,17 +200,7 @@ class NetstringProtocol(_FramedProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed the decoder and deliver every payload it completes."""
-        decoder = self.decoder
-        decoder.receive_data(data)
-        while not self._stopped():
-            try:
-                payload = decoder.next_frame()
-            except RemoteFramingError as exc:
-                self.framing_failed(exc)
-                return
-            if payload is None:
-                return
-            self.string_received(payload)
+        self._deliver_frames(self.decoder, data, self.string_received)
 
     def send_string(self, payload: bytes) -> None:
         """Write ``payload`` as a netstring."""
@@ -232,17 +240,7 @@ class PrefixedProtocol(_FramedProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed the decoder and deliver every frame it completes."""
-        decoder = self.decoder
-        decoder.receive_data(data)
-        while not self._stopped():
-            try:
-                frame = decoder.next_frame()
-            except RemoteFramingError as exc:
-                self.framing_failed(exc)
-                return
-            if frame is None:
-                return
-            self.frame_received(frame)
+        self._deliver_frames(self.decoder, data, self.frame_received)
 
     def send_frame(self, payload: bytes) -> None:
         """Write ``payload`` behind its length prefix.
