@@ -4,7 +4,10 @@ Theory of operation. ``Site`` (in ``site.py``, re-exported here) is the protocol
 factory and holds what connections share: the application, timeouts, limits, the
 set of open connections (for ``drain``). Each connection is an
 ``HTTPServerProtocol`` that owns one sans-IO ``Connection`` (the core) and runs one
-request at a time through the application.
+request at a time through the application. This module reads requests and runs the
+request cycle; sending the application's answer (its result, the response framed
+by the core, streaming bodies) is its base ``ResponseWriting``, in
+``server_responses.py``.
 
 Two paths, one behaviour:
 
@@ -34,13 +37,12 @@ gets ``Connection: close`` on its response, since the client may never send it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import Any
 
 from zope.interface import implementer
 
-from plait.cluster.defer import CancelledError, Deferred
+from plait.cluster.defer import Deferred
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IProtocol
 
@@ -49,12 +51,12 @@ from ._connection import Connection
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import NEED_DATA, ConnectionClosed, Data, EndOfMessage, InformationalResponse
 from ._events import Request as CoreRequest
-from ._events import Response as CoreResponse
 from ._headers import Headers
 from ._readers import parse_plain_request_head
 from ._request import BodyError, Request
-from ._response import Response, StreamingResponse, SwitchProtocols, coerce_result
+from ._response import Response, SwitchProtocols
 from ._state import SERVER, State
+from .server_responses import _NO_BODY, ResponseWriting, _internal_error
 from .server_timeouts import BODY, HEADER, IDLE, Deadline
 from .site import App, Site
 from .streams import RequestBody, ResponseStreamer
@@ -67,7 +69,6 @@ _INFO = logging.INFO
 
 _REASONS = {int(s): s.phrase.encode("ascii") for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
-_NO_BODY = (204, 304)
 
 
 def _status_line(status: int, reason: str) -> bytes:
@@ -87,7 +88,7 @@ def _reactor_of(transport: Any) -> Any:
 
 
 @implementer(IProtocol)
-class HTTPServerProtocol:
+class HTTPServerProtocol(ResponseWriting):
     """One HTTP/1.1 server connection (made by ``Site``; see the module docstring).
 
     Args:
@@ -98,7 +99,6 @@ class HTTPServerProtocol:
         "_advancing",
         "_again",
         "_app",
-        "_app_d",
         "_body",
         "_clock",
         "_closing",
@@ -107,20 +107,15 @@ class HTTPServerProtocol:
         "_deadline",
         "_discarding",
         "_fast_ok",
-        "_head_sent",
         "_limits",
         "_lost",
         "_must_close",
-        "_paused",
         "_peer",
         "_reactor",
         "_reading_paused",
         "_request",
-        "_sent",
         "_site",
         "_sock",
-        "_status",
-        "_streamer",
         "_unstarted",
         "transport",
     )
@@ -387,32 +382,7 @@ class HTTPServerProtocol:
             self._discarding = False
             self._next_cycle()
 
-    def _handle(self, result: Any) -> None:
-        kind = type(result)
-        if kind is Response or kind is StreamingResponse:
-            self._send(result)
-        elif kind is SwitchProtocols:
-            self._switch(result)
-        elif isinstance(result, Deferred | Coroutine):
-            d = result if isinstance(result, Deferred) else Deferred.from_coroutine(result)
-            self._app_d = d
-            d.add_callbacks(self._app_done, self._app_failed)
-        else:
-            self._app_done(result)
-
-    def _app_done(self, result: Any) -> None:
-        self._app_d = None
-        if self._closing:
-            return
-        try:
-            response = coerce_result(result)
-        except TypeError:
-            self._log_app_error(Failure())
-            response = _internal_error()
-        if isinstance(response, SwitchProtocols):
-            self._switch(response)
-        else:
-            self._send(response)
+    # -- protocol switches ----------------------------------------------------------------
 
     def _switch(self, switch: SwitchProtocols) -> None:
         """Send the 101 and hand the transport to ``switch.protocol``."""
@@ -453,79 +423,7 @@ class HTTPServerProtocol:
         if request is not None and access_enabled():
             log_access(request, 101, 0, self._dates.date())
 
-    def _app_failed(self, failure: Failure) -> None:
-        self._app_d = None
-        if self._closing:
-            if not failure.check(CancelledError, BodyError):
-                _log.warning(
-                    "the application failed after the client left: %s",
-                    failure.get_error_message(),
-                )
-            return
-        exc = failure.value
-        if isinstance(exc, BodyError):
-            self._send_error(exc.status)  # the app did not catch a broken body
-            return
-        self._log_app_error(failure)
-        self._send(_internal_error())
-
-    def _log_app_error(self, failure: Failure) -> None:
-        request = self._request
-        _log.error(
-            "the application failed on %r:\n%s", request, failure.get_traceback()
-        )
-
-    def _headers(self, pairs: list[tuple[bytes, bytes]], length: int | None) -> Headers:
-        headers = Headers(pairs)
-        headers.add(b"Server", self._dates.server)
-        headers.add(b"Date", self._dates.date())
-        if length is not None and b"content-length" not in headers:
-            headers.add(b"Content-Length", b"%d" % length)
-        if (
-            self._must_close
-            or self._site.draining
-            or self._conn.they_are_waiting_for_100_continue
-        ):
-            headers.set(b"Connection", b"close")
-        return headers
-
-    def _send(self, response: Response | StreamingResponse) -> None:
-        if self._closing:
-            return
-        conn = self._conn
-        status = response.status
-        streaming = type(response) is StreamingResponse
-        length = None
-        if not streaming and status not in _NO_BODY:
-            assert isinstance(response, Response)
-            length = len(response.body)
-        head = CoreResponse(
-            status_code=status,
-            headers=self._headers(response.headers, length),
-            reason=response.reason.encode("latin-1"),
-        )
-        try:
-            data = conn.send(head)
-            if not streaming:
-                assert isinstance(response, Response)
-                if response.body:
-                    data += conn.send(Data(data=response.body))
-                data += conn.send(EndOfMessage())
-        except LocalProtocolError as exc:
-            _log.error("the application's response %r cannot be sent: %s", response, exc)
-            self._write_canned(500)
-            return
-        self._head_sent = True
-        self._status = status
-        self.transport.write(data)
-        if streaming:
-            assert isinstance(response, StreamingResponse)
-            self._sent = 0
-            self._stream(response.chunks)
-        else:
-            assert isinstance(response, Response)
-            self._sent = len(response.body)
-            self._response_done()
+    # -- the end of a response ---------------------------------------------------------
 
     def _response_done(self) -> None:
         request = self._request
@@ -561,48 +459,6 @@ class HTTPServerProtocol:
         else:
             self._fast_ok = True
             self._deadline.set(IDLE, self._site.idle_timeout)
-
-    # -- streaming bodies -------------------------------------------------------------
-
-    def _stream(self, chunks: Any) -> None:
-        streamer = self._streamer = ResponseStreamer(self.write_body, paused=self._paused)
-        streamer.start(chunks).add_callbacks(self._stream_done, self._stream_failed)
-
-    def write_body(self, chunk: bytes | str) -> None:
-        """Send one piece of a streaming body (what a body producer's consumer does).
-
-        Raises:
-            TypeError: ``chunk`` is not bytes or str.
-        """
-        if self._lost or self._closing:
-            raise ConnectionError("the client went away")
-        if isinstance(chunk, str):
-            chunk = chunk.encode("utf-8")
-        elif not isinstance(chunk, bytes | bytearray | memoryview):
-            raise TypeError(f"a streaming body yielded {type(chunk).__name__}, not bytes")
-        data = self._conn.send(Data(data=bytes(chunk)))
-        if data:
-            self._sent += len(chunk)
-            self.transport.write(data)
-
-    def _stream_done(self, _: object) -> None:
-        self._streamer = None
-        if self._closing:
-            return
-        try:
-            self.transport.write(self._conn.send(EndOfMessage()))
-        except LocalProtocolError as exc:
-            _log.error("a streaming response ended badly: %s", exc)
-            self._abort()
-            return
-        self._response_done()
-
-    def _stream_failed(self, failure: Failure) -> None:
-        self._streamer = None
-        if self._closing:
-            return
-        _log.error("a streaming response body failed:\n%s", failure.get_traceback())
-        self._abort()  # the head is out: all we can say is that the body is cut short
 
     # -- errors, timeouts, closing ------------------------------------------------------
 
@@ -702,10 +558,6 @@ class HTTPServerProtocol:
         self._closing = True
         self._fast_ok = False
         self.transport.abort()
-
-
-def _internal_error() -> Response:
-    return Response(500, b"Internal Server Error\n", [(b"Content-Type", b"text/plain")])
 
 
 Site.protocol = HTTPServerProtocol
