@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 #: jumbograms are not supported.
 MAX_DATAGRAM = 65535
 _MAX_READS = 32
+#: Interface indexes are unsigned 32-bit in ``ipv6_mreq``; the kernel's are int-sized.
+_MAX_IF_INDEX = 2**31 - 1
 
 
 def _family_for(interface: str) -> socket.AddressFamily:
@@ -313,14 +315,17 @@ class UDPTransport(DatagramTransport):
 class MulticastTransport(UDPTransport):
     """A UDP transport with multicast group membership and sending options.
 
-    IPv4 groups are joined with ``IP_ADD_MEMBERSHIP``; on an IPv6 socket the group is
-    IPv6 and ``interface`` is an interface name or index (``""``: any).
+    IPv4 groups are joined with ``IP_ADD_MEMBERSHIP`` and ``interface`` is the address
+    of the interface. On an IPv6 socket the group is IPv6 (``IPV6_JOIN_GROUP``) and
+    ``interface`` is an interface name (``"eth0"``) or decimal index (``"2"``); a group
+    written with a zone (``"ff02::1:3%eth0"``) names its interface itself. ``""`` lets
+    the kernel choose, which for link-local groups (``ff02::``) is rarely what you want.
     """
 
     def _v6(self) -> bool:
         return self._sock.family == socket.AF_INET6
 
-    def _membership(self, addr: str, interface: str) -> bytes:
+    def _membership(self, addr: str, interface: str | int) -> bytes:
         try:
             group = ipaddress.ip_address(addr)
         except ValueError:
@@ -328,40 +333,59 @@ class MulticastTransport(UDPTransport):
         if not group.is_multicast:
             raise ValueError(f"not a multicast address: {addr!r}")
         if self._v6():
-            if group.version != 6:
+            if not isinstance(group, ipaddress.IPv6Address):
                 raise ValueError(f"an IPv6 socket needs an IPv6 group, not {addr!r}")
-            return group.packed + struct.pack("@I", self._if_index(interface))
+            index = self._if_index(interface)
+            if group.scope_id is not None:
+                zone = self._if_index(group.scope_id)
+                if index and zone != index:
+                    raise ValueError(
+                        f"group {addr!r} names another interface than {interface!r}"
+                    )
+                index = zone
+            return group.packed + struct.pack("@I", index)
         if group.version != 4:
             raise ValueError(f"an IPv4 socket needs an IPv4 group, not {addr!r}")
         return group.packed + self._v4_interface(interface or "0.0.0.0")
 
     @staticmethod
-    def _v4_interface(interface: str) -> bytes:
+    def _v4_interface(interface: str | int) -> bytes:
         try:
+            if not isinstance(interface, str):
+                raise TypeError(interface)
             return socket.inet_aton(interface)
-        except OSError:
+        except (OSError, TypeError):
             raise ValueError(f"not an IPv4 interface address: {interface!r}") from None
 
     @staticmethod
     def _if_index(interface: str | int) -> int:
+        """The index of an IPv6 interface given by name or index (``""``: 0, any)."""
+        if isinstance(interface, bool) or not isinstance(interface, str | int):
+            raise ValueError(f"an interface is a name or an index, not {interface!r}")
+        if isinstance(interface, str) and interface.isascii() and interface.isdigit():
+            interface = int(interface)
         if isinstance(interface, int):
+            if not 0 <= interface <= _MAX_IF_INDEX:
+                raise ValueError(f"interface index out of range: {interface!r}")
             return interface
         if not interface:
             return 0
-        if interface.isdigit():
-            return int(interface)
         try:
             return socket.if_nametoindex(interface)
-        except OSError:
+        except (OSError, ValueError):
             raise ValueError(f"no such network interface: {interface!r}") from None
 
-    def join_group(self, addr: str, interface: str = "") -> None:
-        """Join multicast group ``addr`` on ``interface`` (IPv4: an address; ``""``: any).
+    def join_group(self, addr: str, interface: str | int = "") -> None:
+        """Join multicast group ``addr`` on ``interface`` (``""``: the kernel's choice).
+
+        IPv4: ``interface`` is the interface's address. IPv6: a name or index; a zone
+        in the group (``"ff02::1:3%eth0"``) names the interface too.
 
         Raises:
             ValueError: ``addr`` is not a multicast address of the socket's family, or
-                ``interface`` is malformed.
-            OSError: the kernel refused (``EADDRINUSE`` when already joined).
+                ``interface`` is malformed, unknown, or differs from the group's zone.
+            OSError: the kernel refused (``EADDRINUSE`` when already joined, ``ENODEV``
+                when the kernel finds no interface for the group).
         """
         mreq = self._membership(addr, interface)
         if self._v6():
@@ -369,7 +393,7 @@ class MulticastTransport(UDPTransport):
         else:
             self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
 
-    def leave_group(self, addr: str, interface: str = "") -> None:
+    def leave_group(self, addr: str, interface: str | int = "") -> None:
         """Leave a group joined with ``join_group``.
 
         Raises:
@@ -414,8 +438,11 @@ class MulticastTransport(UDPTransport):
             return bool(self._sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP))
         return bool(self._sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP))
 
-    def set_outgoing_interface(self, addr: str) -> None:
-        """Send multicast through the interface with address ``addr`` (IPv6: name/index).
+    def set_outgoing_interface(self, addr: str | int) -> None:
+        """Send multicast through one interface.
+
+        IPv4: ``addr`` is the interface's address (``"0.0.0.0"``: the kernel's choice).
+        IPv6: its name or index (``""`` or ``0``: the kernel's choice).
 
         Raises:
             ValueError: ``addr`` is malformed.
@@ -428,10 +455,10 @@ class MulticastTransport(UDPTransport):
             self._sock.setsockopt(
                 socket.IPPROTO_IP, socket.IP_MULTICAST_IF, self._v4_interface(addr)
             )
-        self._extra["outgoing_interface"] = addr
+        self._extra["outgoing_interface"] = str(addr)
 
     def get_outgoing_interface(self) -> str:
-        """The address given to ``set_outgoing_interface`` (``""``: the kernel's choice)."""
+        """What ``set_outgoing_interface`` was given, as a string (``""``: the kernel's)."""
         value: str = self._extra.get("outgoing_interface", "")
         return value
 
