@@ -32,23 +32,11 @@ link reports ``link_connected`` again and the node says hello again.
 Back-pressure. When a peer's pipe is full (``EAGAIN``), frames wait in the outbox,
 in order, retried on every pump and on a short timer.
 
-Scheduling. Every message sent wakes ZeroMQ's I/O thread, and on Linux a woken
-thread normally preempts the one that woke it: on a busy machine the reactor
-thread loses the CPU after nearly every send (tens of thousands of involuntary
-context switches a second). The buses of a process share one context,
-``bus_context()``, whose I/O thread runs under ``SCHED_BATCH``: it never preempts
-on wake-up and runs when a CPU is free, typically once the reactor thread sleeps
-in ``epoll``, taking a burst of sends at once. Measured on a loaded 2-core
-machine (docs/rpc.md) it cut involuntary switches a hundredfold and the CPU time
-per call by a quarter on each side, raising pipelined small calls by 1.6x and
-cutting their latency one at a time from ~120 to ~65 us; with 64 KiB calls one
-at a time it helped at a load average of 4 and hurt at 6-7 (the I/O thread then
-waits behind other processes). ``PLAIT_BUS_IO_SCHED=other`` in the environment
-keeps libzmq's default scheduling. libzmq aborts the process if it cannot apply
-a policy, so the policy is first tried on a throwaway thread and left out where it
-fails (or outside Linux). A link with an ``inproc://`` address uses
-``zmq.Context.instance()`` as before (inproc peers must share the context); a
-CURVE link has its own context.
+Scheduling. The buses of a process share one context, ``bus_context()``; the
+policy of its I/O thread follows the traffic (``_rpc_context``), so every pump
+reports how many messages it moved. A link with an ``inproc://`` address uses
+``zmq.Context.instance()`` (inproc peers must share the context) and leaves its
+scheduling alone; a CURVE link has a context of its own.
 """
 
 from __future__ import annotations
@@ -57,7 +45,6 @@ import errno
 import logging
 import os
 import stat
-import threading
 from collections import deque
 from typing import Any
 
@@ -65,10 +52,11 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 from zope.interface import implementer
 
+from plait.cluster._rpc_context import IoThreads, bus_context, new_context
 from plait.cluster._rpc_keys import CurveKeys, ZapResponder
 from plait.cluster._rpc_link import IBusLink, LinkEvents
 
-__all__ = ["SCHED_VARIABLE", "ZmqLink", "bus_context", "new_context"]
+__all__ = ["ZmqLink"]
 
 log = logging.getLogger("plait.cluster.rpc")
 
@@ -87,64 +75,6 @@ _CHECKED = 4
 _BURST = 16
 _POLLIN = int(zmq.POLLIN)
 _SRCFD = int(zmq.SRCFD)
-
-
-_shared_context: tuple[int, zmq.Context[Any]] | None = None
-_batch_allowed: bool | None = None
-SCHED_VARIABLE = "PLAIT_BUS_IO_SCHED"
-
-
-def _wants_batch() -> bool:
-    """Whether ``SCHED_BATCH`` I/O threads are wanted: unless the environment says ``other``."""
-    value = os.environ.get(SCHED_VARIABLE, "")
-    if value not in ("", "batch", "other"):
-        log.warning("%s=%r is neither 'batch' nor 'other'; using 'batch'", SCHED_VARIABLE, value)
-    return value != "other"
-
-
-def _can_batch() -> bool:
-    """Whether a thread of this process may switch itself to ``SCHED_BATCH``.
-
-    Tried once, on a throwaway thread (libzmq asserts on failure, so it is never
-    asked for a policy this process cannot set).
-    """
-    global _batch_allowed
-    if _batch_allowed is None:
-        policy = getattr(os, "SCHED_BATCH", None)
-        outcome: list[bool] = []
-
-        def probe() -> None:
-            try:
-                os.sched_setscheduler(0, policy, os.sched_param(0))  # type: ignore[arg-type]
-            except (OSError, AttributeError):
-                log.debug("SCHED_BATCH is not available here", exc_info=True)
-                outcome.append(False)
-            else:
-                outcome.append(True)
-
-        if policy is not None and zmq.zmq_version_info() >= (4, 2):
-            thread = threading.Thread(target=probe, name="plait-sched-probe", daemon=True)
-            thread.start()
-            thread.join()
-        _batch_allowed = bool(outcome and outcome[0])
-    return _batch_allowed
-
-
-def new_context() -> zmq.Context[Any]:
-    """A ZeroMQ context; its threads run under ``SCHED_BATCH`` unless refused or not allowed."""
-    context: zmq.Context[Any] = zmq.Context()
-    if _wants_batch() and _can_batch():
-        context.set(zmq.THREAD_SCHED_POLICY, os.SCHED_BATCH)
-    return context
-
-
-def bus_context() -> zmq.Context[Any]:
-    """The ZeroMQ context the buses of this process share (one per process, after fork too)."""
-    global _shared_context
-    pid = os.getpid()
-    if _shared_context is None or _shared_context[0] != pid or _shared_context[1].closed:
-        _shared_context = (pid, new_context())
-    return _shared_context[1]
 
 
 def _private_ipc_dir(address: str) -> None:
@@ -216,6 +146,7 @@ class ZmqLink:
         self._dropped_endpoints: set[str] = set()
         self._outbox: deque[tuple[bytes, bytes]] = deque()
         self._retry: Any = None
+        self._io_threads: IoThreads | None = None
         self._pumping = False
         self._pump_scheduled = False
         self._lost_scheduled: set[bytes] = set()
@@ -230,12 +161,13 @@ class ZmqLink:
             PermissionError: an ``ipc://`` directory is open to others.
         """
         owned = self._curve is not None
+        io_threads: IoThreads | None = None
         if owned:
-            context = new_context()
+            context, io_threads = new_context()
         elif any(a.startswith("inproc://") for a in [self._bind or "", *self._connect]):
             context = zmq.Context.instance()  # inproc peers must share its context
         else:
-            context = bus_context()
+            context, io_threads = bus_context()
         sock = context.socket(zmq.ROUTER)
         try:
             self._configure(sock)
@@ -263,6 +195,7 @@ class ZmqLink:
                 context.term()
             raise
         self._context = context if owned else None
+        self._io_threads = io_threads
         self._socket, self._monitor = sock, monitor
         self._events = events
         self._reactor.add_reader(sock.getsockopt(zmq.FD), self._pump)
@@ -333,6 +266,7 @@ class ZmqLink:
         later ones in bursts of ``_BURST`` (fewer I/O-thread wake-ups under load);
         a long run of input is read until ``Again``; and ``EVENTS`` is asked after
         every send, since a send can consume the signal of input that arrived.
+        How many messages a pump moved goes to the context's ``IoThreads``.
         """
         self._pump_scheduled = False
         sock = self._socket
@@ -340,26 +274,28 @@ class ZmqLink:
             return
         self._pumping = True
         get, outbox = sock.get, self._outbox
-        check, taken = not woken, 0
+        check, taken, sent = not woken, 0, 0
         try:
             while self._socket is not None:
                 if check and not int(get(_EVENTS)) & _POLLIN:
                     if not outbox:
                         break
-                    self._flush(sock)
+                    sent += self._flush(sock)
                     continue
                 if not self._receive_one(sock):  # Again
                     if not outbox:
                         break
-                    self._flush(sock)
+                    sent += self._flush(sock)
                     check = True
                     continue
                 taken += 1
                 if outbox and (taken <= _CHECKED or len(outbox) >= _BURST):
-                    self._flush(sock)
+                    sent += self._flush(sock)
                 check = taken < _CHECKED
         finally:
             self._pumping = False
+            if self._io_threads is not None:
+                self._io_threads.observe(taken + sent)
 
     def _receive_one(self, sock: zmq.Socket[Any]) -> bool:
         """Receive and deliver one message; False when there was none."""
@@ -421,8 +357,10 @@ class ZmqLink:
         if not self._pumping:
             self._schedule_pump()
 
-    def _flush(self, sock: zmq.Socket[Any]) -> None:
+    def _flush(self, sock: zmq.Socket[Any]) -> int:
+        """Send from the outbox until it is empty or a pipe is full; how many left."""
         outbox = self._outbox
+        queued = len(outbox)
         while outbox:
             route, data = outbox[0]
             try:
@@ -430,7 +368,7 @@ class ZmqLink:
             except zmq.Again:  # the peer's pipe is full: try again shortly
                 if self._retry is None or not self._retry.active():
                     self._retry = self._reactor.call_later(_RETRY, self._pump)
-                return
+                break
             except zmq.ZMQError as exc:
                 outbox.popleft()
                 if exc.errno != zmq.EHOSTUNREACH:
@@ -439,6 +377,7 @@ class ZmqLink:
                 continue
             outbox.popleft()
             _backend_send(sock, data, _NOBLOCK)
+        return queued - len(outbox)
 
     def _report_unroutable(self, route: bytes) -> None:
         if route not in self._lost_scheduled:

@@ -7,8 +7,9 @@ The workload of /work/shared/bench/rpc_bench.py (``add(1, 2) -> 3``), self-conta
 
 Systems (server and client are separate fresh processes for every run):
   plait       plait.cluster.rpc.Bus over tcp:// on the native Reactor  (seq, pipe)
-  plait-sched-other  the same with PLAIT_BUS_IO_SCHED=other: ZeroMQ's I/O thread
-              under the default SCHED_OTHER rather than SCHED_BATCH, as before
+              (the policy of ZeroMQ's I/O thread adaptive: the default)
+  plait-sched-other, plait-sched-batch  the same with PLAIT_BUS_IO_SCHED=other or
+              =batch: the I/O thread always under SCHED_OTHER or SCHED_BATCH
               (only when named in --systems)                          (seq, pipe)
   zmq-req     pyzmq REQ -> REP, msgpack [method, args]                 (seq)
   zmq-dealer  pyzmq DEALER -> ROUTER, msgpack [id, method, args]        (pipe)
@@ -35,14 +36,16 @@ import time
 
 MATRIX = [("zmq-req", "seq"), ("plait", "seq"), ("mp-pipe", "seq"), ("amp", "seq"),
           ("zmq-dealer", "pipe"), ("plait", "pipe"), ("amp", "pipe")]
-OPT_IN = [("plait-sched-other", "seq"), ("plait-sched-other", "pipe")]
+OPT_IN = [(f"plait-sched-{policy}", mode) for policy in ("other", "batch")
+          for mode in ("seq", "pipe")]
 
 
 def plait_bus(system, *args, **kwargs):
-    """A Bus; for plait-sched-other, with ZeroMQ's I/O thread under SCHED_OTHER."""
+    """A Bus; plait-sched-POLICY fixes the policy of ZeroMQ's I/O thread."""
     from plait.cluster.rpc import Bus
 
-    os.environ["PLAIT_BUS_IO_SCHED"] = "other" if system == "plait-sched-other" else "batch"
+    policy = system.removeprefix("plait-sched-") if system != "plait" else "adaptive"
+    os.environ["PLAIT_BUS_IO_SCHED"] = policy
     return Bus(*args, **kwargs)
 
 
