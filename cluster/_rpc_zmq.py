@@ -148,6 +148,8 @@ class ZmqLink:
         self._retry: Any = None
         self._io_threads: IoThreads | None = None
         self._pumping = False
+        self._direct = False
+        self._sent_direct = 0
         self._pump_scheduled = False
         self._lost_scheduled: set[bytes] = set()
 
@@ -264,6 +266,8 @@ class ZmqLink:
         thread. So the first read after a wake-up is tried blindly; the first few
         answers of a wake-up leave at once (low latency when calls come one by one),
         later ones in bursts of ``_BURST`` (fewer I/O-thread wake-ups under load);
+        an answer to one of the first few leaves from within ``send`` (``_direct``),
+        before the node has unwound its stack;
         a long run of input is read until ``Again``; and ``EVENTS`` is asked after
         every send, since a send can consume the signal of input that arrived.
         How many messages a pump moved goes to the context's ``IoThreads``.
@@ -273,6 +277,7 @@ class ZmqLink:
         if sock is None or self._pumping:
             return
         self._pumping = True
+        self._sent_direct = 0
         get, outbox = sock.get, self._outbox
         check, taken, sent = not woken, 0, 0
         try:
@@ -282,7 +287,10 @@ class ZmqLink:
                         break
                     sent += self._flush(sock)
                     continue
-                if not self._receive_one(sock):  # Again
+                self._direct = taken < _CHECKED
+                received = self._receive_one(sock)
+                self._direct = False
+                if not received:  # Again
                     if not outbox:
                         break
                     sent += self._flush(sock)
@@ -293,9 +301,9 @@ class ZmqLink:
                     sent += self._flush(sock)
                 check = taken < _CHECKED
         finally:
-            self._pumping = False
+            self._pumping = self._direct = False
             if self._io_threads is not None:
-                self._io_threads.observe(taken + sent)
+                self._io_threads.observe(taken + sent + self._sent_direct)
 
     def _receive_one(self, sock: zmq.Socket[Any]) -> bool:
         """Receive and deliver one message; False when there was none."""
@@ -354,7 +362,9 @@ class ZmqLink:
         if self._socket is None:
             return
         self._outbox.append((route, data))
-        if not self._pumping:
+        if self._direct:
+            self._sent_direct += self._flush(self._socket)
+        elif not self._pumping:
             self._schedule_pump()
 
     def _flush(self, sock: zmq.Socket[Any]) -> int:

@@ -20,7 +20,12 @@ Rounds interleave the systems (the machine is noisy); the table gives medians an
 Plait's ratio to raw pyzmq (seq: to REQ/REP; pipe: to DEALER/ROUTER). The issue's
 targets: seq >= 0.8x REQ/REP, pipe >= 60k calls/s. Not collected by pytest.
 
-Run:  .venv/bin/python tests/bench/bench_rpc.py [--runs 3] [--duration 3]
+One call at a time, the figures swing with where the kernel puts the two processes
+(the same CPU: every wake-up a cheap switch; two CPUs: every hop between them wakes
+an idle CPU, slow in a virtual machine); ``--pin apart`` / ``--pin together`` fix
+the placement, so the two cases can be measured apart.
+
+Run:  .venv/bin/python tests/bench/bench_rpc.py [--runs 3] [--duration 3] [--pin apart]
       .venv/bin/python tests/bench/bench_rpc.py --systems plait,zmq-req --runs 5
 """
 
@@ -36,6 +41,7 @@ import time
 
 MATRIX = [("zmq-req", "seq"), ("plait", "seq"), ("mp-pipe", "seq"), ("amp", "seq"),
           ("zmq-dealer", "pipe"), ("plait", "pipe"), ("amp", "pipe")]
+PIN_VARIABLE = "PLAIT_BENCH_CPU"
 OPT_IN = [(f"plait-sched-{policy}", mode) for policy in ("other", "batch")
           for mode in ("seq", "pipe")]
 
@@ -282,17 +288,37 @@ def twisted_loop(reactor, call, mode, inflight, meter, started):
 
 
 # ------------------------------------------------------------------ driver
+def placement(pin):
+    """The CPUs (server, client) for --pin, or (None, None) to leave them to the kernel."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if pin == "apart" and len(cpus) >= 2:
+        return str(cpus[0]), str(cpus[1])
+    if pin == "together":
+        return str(cpus[0]), str(cpus[0])
+    return None, None
+
+
+def child_env(cpu):
+    env = dict(os.environ)
+    env.pop(PIN_VARIABLE, None)
+    if cpu is not None:
+        env[PIN_VARIABLE] = cpu
+    return env
+
+
 def run_case(system, mode, args):
     port, server = free_port(), None
+    server_cpu, client_cpu = placement(args.pin)
     if system != "mp-pipe":
         server = subprocess.Popen([sys.executable, __file__, "serve", system, str(port)],
-                                  stdout=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, text=True, env=child_env(server_cpu))
         line = server.stdout.readline()
         assert line.startswith("READY"), f"{system} server did not start"
     try:
         out = subprocess.run([sys.executable, __file__, "client", system, str(port), mode,
                               str(args.inflight), str(args.duration)],
-                             stdout=subprocess.PIPE, text=True, timeout=args.duration + 60)
+                             stdout=subprocess.PIPE, text=True, timeout=args.duration + 60,
+                             env=child_env(client_cpu))
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         if server is not None:
@@ -307,6 +333,11 @@ def main():
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--inflight", type=int, default=100)
     ap.add_argument("--systems", default="")
+    ap.add_argument("--pin", choices=["none", "apart", "together"], default="none",
+                    help="server and client on two fixed CPUs, on one, or where the kernel "
+                         "puts them (threads included; mp-pipe's child follows the client)")
+    if os.environ.get(PIN_VARIABLE):
+        os.sched_setaffinity(0, {int(os.environ[PIN_VARIABLE])})  # before any thread starts
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
         return
@@ -330,7 +361,7 @@ def main():
             lat = f" median {rec['lat_med_us']:.0f} us" if "lat_med_us" in rec else ""
             print(f"round {rnd} {system} {mode}: {rec['calls_per_s']:,.0f} calls/s{lat}",
                   flush=True)
-    print(f"\n{platform_line()}\n")
+    print(f"\n{platform_line()}, --pin {args.pin}\n")
     print("| system | mode | calls/s (median) | latency median us | Plait ratio |")
     print("|---|---|---|---|---|")
     med = {c: statistics.median(r["calls_per_s"] for r in rs) for c, rs in results.items() if rs}
