@@ -167,32 +167,35 @@ class Connection:
             return []  # section 5.5.1: nothing may follow a close frame
         reader = self._reader
         reader.receive_data(data)
+        next_parts = reader.next_parts
         events: list[Event] = []
         try:
             while True:
-                frame = reader.next_frame()
-                if frame is None:
+                parts = next_parts()
+                if parts is None:
                     return events
-                opcode = frame.opcode
-                if opcode == _TEXT and frame.fin and not self._msg_opcode and not frame.rsv1:
-                    # The common case: one unfragmented, uncompressed text frame.
-                    payload = frame.payload
+                opcode, payload, fin, rsv1 = parts
+                if opcode <= _BINARY and opcode and fin and not rsv1 and not self._msg_opcode:
+                    # The common case: one unfragmented, uncompressed data frame.
                     if len(payload) > self.max_message_size:
                         raise RemoteProtocolError("message too big", 1009)  # 7.4.1
+                    if opcode == _BINARY:
+                        events.append(BytesMessage(data=payload))
+                        continue
                     try:
                         events.append(TextMessage(data=payload.decode("utf-8")))
                     except UnicodeDecodeError as exc:
                         raise RemoteProtocolError("invalid UTF-8 in a text message", 1007) from exc
                 elif opcode < 0x8:
-                    event = self._data_frame(opcode, frame.payload, frame.fin, frame.rsv1)
+                    event = self._data_frame(opcode, payload, fin, rsv1)
                     if event is not None:
                         events.append(event)
                 elif opcode == _PING:
-                    events.append(Ping(payload=frame.payload))
+                    events.append(Ping(payload=payload))
                 elif opcode == _PONG:
-                    events.append(Pong(payload=frame.payload))
+                    events.append(Pong(payload=payload))
                 else:
-                    events.append(self._close_frame(frame.payload))
+                    events.append(self._close_frame(payload))
                     return events  # section 5.5.1: the peer sends nothing after it
         except RemoteProtocolError as exc:
             exc.data_to_send = self._fail(exc.code)
@@ -307,6 +310,35 @@ class Connection:
             assert isinstance(event, CloseConnection)
             return self._send_close(event)
         raise LocalProtocolError(f"cannot send {event!r}")
+
+    def send_data(
+        self, data: str | bytes | bytearray | memoryview, *, fragment_size: int | None = None
+    ) -> bytes:
+        """Return the bytes of one message: text for ``str``, binary for bytes-like data.
+
+        The same as ``send(TextMessage(data=data))`` or ``send(BytesMessage(data=data))``
+        without building the event: an adapter's hot path.
+
+        Args:
+            data: The message.
+            fragment_size: As for ``send``.
+
+        Raises:
+            LocalProtocolError: as ``send``.
+            TypeError: ``data`` is neither ``str`` nor bytes-like.
+        """
+        if isinstance(data, str):
+            opcode, payload = _TEXT, data.encode("utf-8")
+        elif isinstance(data, bytes | bytearray | memoryview):
+            opcode, payload = _BINARY, bytes(data)
+        else:
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
+        state = self._state
+        if state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send a message in state {state.name}")
+        if fragment_size is None and self._codec is None and not self._client:
+            return serialize_frame(opcode, payload)  # the server's common case
+        return self._message(opcode, payload, fragment_size)
 
     def _message(self, opcode: int, payload: bytes, fragment_size: int | None) -> bytes:
         rsv1 = False

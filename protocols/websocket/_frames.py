@@ -21,6 +21,13 @@ Message-level rules (fragment sequencing, UTF-8, close payloads) live in
 Masking XORs the payload with the 4-byte key repeated (5.3), in C either way:
 as one integer XOR for small payloads, as translation tables over four
 interleaved slices for large ones (``apply_mask``).
+
+Speed (a server unmasks every byte it receives). The reader unmasks straight out
+of its ``bytearray`` (``_unmask``: no copy of the payload first, and strided
+slices of a ``bytearray`` cost half those of ``bytes``); the four lanes are
+three C passes over each byte, about 1.1 ns a byte, which is most of what a
+16 KiB echo costs. The first header byte is checked with one table lookup
+(``_REFUSED``), and ``next_parts`` gives the connection a tuple, not a ``Frame``.
 """
 
 from __future__ import annotations
@@ -44,8 +51,11 @@ __all__ = [
 
 MAX_CONTROL_PAYLOAD = 125  # RFC 6455 section 5.5
 
-_U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
+# A frame's header with each payload-length encoding (section 5.2).
+_HEAD7 = struct.Struct("!BB")
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
 
 
 class Opcode(enum.IntEnum):
@@ -82,6 +92,8 @@ class Frame:
 # XOR with one byte as a translation table, for each of the 256 byte values.
 _XOR_TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
 _TRANSLATE_FROM = 512  # measured crossover: below it the integer XOR is faster
+# _REPUNITS[k]: k little-endian 32-bit words, each 1 (a key of k words is mask * this).
+_REPUNITS = [int.from_bytes(b"\x01\x00\x00\x00" * k, "little") for k in range(129)]
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -92,20 +104,36 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     mask byte), each mapped through a XOR translation table: both run in C, and
     the slices are two to three times faster than the integer past 512 bytes.
     """
-    n = len(data)
-    if not n:
-        return b""
+    buf = data if type(data) is bytearray else bytearray(data)
+    return _unmask(buf, 0, len(buf), mask)
+
+
+def _unmask(buf: bytearray, start: int, end: int, mask: bytes | bytearray) -> bytes:
+    """``apply_mask(buf[start:end], mask)`` without copying the slice first.
+
+    The four lanes are cut straight out of ``buf`` with a step of 4 (a strided
+    slice of a ``bytearray`` is about twice as fast as one of ``bytes``), mapped
+    through their tables and written back interleaved: three C passes per byte,
+    and the only copy left is the final ``bytes``.
+    """
+    n = end - start
     if n < _TRANSLATE_FROM:
-        key = (mask * (n // 4 + 1))[:n]
-        value = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
+        if not n:
+            return b""
+        # The key as an integer: the mask times 0x...0000000100000001, one 1 per word.
+        words = (n + 3) >> 2
+        value = int.from_bytes(buf[start:end], "little") ^ (
+            int.from_bytes(mask, "little") * _REPUNITS[words]
+        )
+        if n & 3:
+            return value.to_bytes(words << 2, "little")[:n]  # the key's last word overhangs
         return value.to_bytes(n, "little")
-    src = bytes(data) if isinstance(data, memoryview) else data
     out = bytearray(n)
     tables = _XOR_TABLES
-    out[0::4] = src[0::4].translate(tables[mask[0]])
-    out[1::4] = src[1::4].translate(tables[mask[1]])
-    out[2::4] = src[2::4].translate(tables[mask[2]])
-    out[3::4] = src[3::4].translate(tables[mask[3]])
+    out[0::4] = buf[start:end:4].translate(tables[mask[0]])
+    out[1::4] = buf[start + 1 : end : 4].translate(tables[mask[1]])
+    out[2::4] = buf[start + 2 : end : 4].translate(tables[mask[2]])
+    out[3::4] = buf[start + 3 : end : 4].translate(tables[mask[3]])
     return bytes(out)
 
 
@@ -130,11 +158,11 @@ def serialize_frame(
     n = len(payload)
     mask_bit = 0x80 if mask is not None else 0
     if n < 126:
-        head = bytes((first, mask_bit | n))
+        head = _HEAD7.pack(first, mask_bit | n)
     elif n < 0x10000:
-        head = bytes((first, mask_bit | 126)) + _U16.pack(n)
+        head = _HEAD16.pack(first, mask_bit | 126, n)
     else:
-        head = bytes((first, mask_bit | 127)) + _U64.pack(n)
+        head = _HEAD64.pack(first, mask_bit | 127, n)
     if mask is None:
         return head + payload
     return head + mask + apply_mask(payload, mask)
@@ -143,6 +171,17 @@ def serialize_frame(
 def random_mask() -> bytes:
     """A fresh masking key from a strong source (RFC 6455 section 5.3, section 10.3)."""
     return os.urandom(4)
+
+
+def _refused_first_bytes(rsv_mask: int) -> bytes:
+    """One flag per value of a frame's first byte: 1 where it must be refused."""
+    return bytes(
+        1 if b & rsv_mask or (b & 0x0F) not in _KNOWN_OPCODES else 0 for b in range(256)
+    )
+
+
+_REFUSED = _refused_first_bytes(0x70)
+_REFUSED_WITH_RSV1 = _refused_first_bytes(0x30)
 
 
 class FrameReader:
@@ -154,14 +193,17 @@ class FrameReader:
         allow_rsv1: RSV1 may be set (permessage-deflate was negotiated).
     """
 
+    __slots__ = ("_buf", "_mask_bit", "_max_payload", "_pos", "_refused", "_rsv_mask")
+
     def __init__(
         self, *, expect_masked: bool, max_payload: int, allow_rsv1: bool = False
     ) -> None:
         self._buf = bytearray()
         self._pos = 0
-        self._expect_masked = expect_masked
+        self._mask_bit = 0x80 if expect_masked else 0
         self._max_payload = max_payload
         self._rsv_mask = 0x30 if allow_rsv1 else 0x70
+        self._refused = _REFUSED_WITH_RSV1 if allow_rsv1 else _REFUSED
 
     def receive_data(self, data: bytes) -> None:
         """Append received bytes (compacting what was consumed once per call)."""
@@ -182,49 +224,55 @@ class FrameReader:
             RemoteProtocolError: the frame breaks section 5 (code 1002) or exceeds
                 ``max_payload`` (code 1009).
         """
+        parts = self.next_parts()
+        return None if parts is None else Frame(*parts)
+
+    def next_parts(self) -> tuple[int, bytes, bool, bool] | None:
+        """``next_frame`` as a tuple ``(opcode, payload, fin, rsv1)``: no ``Frame`` built.
+
+        The connection's hot path. The common header (a data frame with a 7-bit or
+        16-bit length) is checked with one table lookup and two comparisons; every
+        other case goes through the same checks as before, in the same order.
+
+        Raises:
+            RemoteProtocolError: as ``next_frame``.
+        """
         buf = self._buf
         pos = self._pos
-        available = len(buf) - pos
-        if available < 2:
+        size = len(buf)
+        if size - pos < 2:
             return None
         b0 = buf[pos]
         b1 = buf[pos + 1]
-        if b0 & self._rsv_mask:
-            # RFC 6455 section 5.2: nonzero RSV bits without an extension defining them.
-            raise RemoteProtocolError("reserved bits set without a negotiated extension")
-        opcode = b0 & 0x0F
-        if opcode not in _KNOWN_OPCODES:
-            # Section 5.2: reserved opcodes -> fail the connection.
-            raise RemoteProtocolError(f"unknown opcode {opcode:#x}")
-        fin = bool(b0 & 0x80)
-        masked = bool(b1 & 0x80)
-        if masked != self._expect_masked:
+        if self._refused[b0]:
+            self._refuse_first_byte(b0)
+        if b1 & 0x80 != self._mask_bit:
             # Section 5.1: a server closes on an unmasked frame, a client on a masked one.
-            if masked:
+            if b1 & 0x80:
                 raise RemoteProtocolError("a server frame is masked")
             raise RemoteProtocolError("a client frame is not masked")
         length = b1 & 0x7F
-        header = 2
-        if opcode >= 0x8:
+        header = pos + 2
+        if b0 & 0x08:
             # Section 5.5: control frames are short and never fragmented.
             if length > MAX_CONTROL_PAYLOAD:
                 raise RemoteProtocolError("a control frame longer than 125 bytes")
-            if not fin:
+            if not b0 & 0x80:
                 raise RemoteProtocolError("a fragmented control frame")
             if b0 & 0x40:
                 raise RemoteProtocolError("RSV1 set on a control frame")  # RFC 7692 section 6
         elif length == 126:
-            if available < 4:
+            if size - pos < 4:
                 return None
-            (length,) = _U16.unpack_from(buf, pos + 2)
-            header = 4
+            length = buf[header] << 8 | buf[header + 1]
+            header += 2
             if length < 126:
                 raise RemoteProtocolError("payload length not minimally encoded")  # 5.2
         elif length == 127:
-            if available < 10:
+            if size - pos < 10:
                 return None
-            (length,) = _U64.unpack_from(buf, pos + 2)
-            header = 10
+            (length,) = _U64.unpack_from(buf, header)
+            header += 8
             if length >> 63:
                 raise RemoteProtocolError("64-bit payload length with its top bit set")  # 5.2
             if length < 0x10000:
@@ -233,19 +281,26 @@ class FrameReader:
             raise RemoteProtocolError(
                 f"a frame of {length} bytes exceeds the limit of {self._max_payload}", 1009
             )
-        if masked:
-            end = pos + header + 4 + length
-            if len(buf) < end:
+        if b1 & 0x80:
+            start = header + 4
+            end = start + length
+            if size < end:
                 return None
-            mask = bytes(buf[pos + header : pos + header + 4])
-            payload = apply_mask(buf[pos + header + 4 : end], mask)
+            payload = _unmask(buf, start, end, buf[header:start])
         else:
-            end = pos + header + length
-            if len(buf) < end:
+            end = header + length
+            if size < end:
                 return None
-            payload = bytes(buf[pos + header : end])
+            payload = bytes(buf[header:end])
         self._pos = end
-        return Frame(opcode, payload, fin, bool(b0 & 0x40))
+        return b0 & 0x0F, payload, b0 >= 0x80, b0 & 0x40 != 0
+
+    def _refuse_first_byte(self, b0: int) -> None:
+        if b0 & self._rsv_mask:
+            # RFC 6455 section 5.2: nonzero RSV bits without an extension defining them.
+            raise RemoteProtocolError("reserved bits set without a negotiated extension")
+        # Section 5.2: reserved opcodes -> fail the connection.
+        raise RemoteProtocolError(f"unknown opcode {b0 & 0x0F:#x}")
 
 
 MaskSource = Callable[[], bytes]

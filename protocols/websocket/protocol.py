@@ -230,15 +230,12 @@ class WebSocketProtocol:
             ConnectionClosed: the connection is closing or closed.
             TypeError: ``message`` is neither text nor bytes.
         """
-        if isinstance(message, str):
-            event: TextMessage | BytesMessage = TextMessage(data=message)
-        elif isinstance(message, bytes | bytearray | memoryview):
-            event = BytesMessage(data=bytes(message))
-        else:
+        if self._closed is None and not self._lost and self._core.state is State.OPEN:
+            self.transport.write(self._core.send_data(message))
+            return
+        if not isinstance(message, str | bytes | bytearray | memoryview):
             raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
-        if not self.open:
-            raise self._closed_error()
-        self.transport.write(self._core.send(event))
+        raise self._closed_error()
 
     def drain(self) -> Deferred[None]:
         """A Deferred that fires once the transport's write buffer is below its

@@ -400,6 +400,29 @@ def test_sending_something_else_than_text_or_bytes_is_a_type_error() -> None:
         ws.send(42)  # type: ignore[arg-type]
 
 
+def test_sending_a_non_message_after_the_close_is_still_a_type_error() -> None:
+    s, ws = opened()
+    s.write(s.core.send(CloseConnection(code=1000)))
+    with pytest.raises(TypeError):
+        ws.send(42)  # type: ignore[arg-type]
+    with pytest.raises(ConnectionClosed):
+        ws.send(bytearray(b"late"))
+
+
+def test_text_bytes_bytearray_and_memoryview_are_sent_as_their_messages() -> None:
+    s, ws = opened()
+    for message in ("text", b"bytes", bytearray(b"array"), memoryview(b"view" * 200)):
+        ws.send(message)
+    assert s.pump is not None
+    s.pump.flush()
+    assert s.events() == [
+        TextMessage(data="text"),
+        BytesMessage(data=b"bytes"),
+        BytesMessage(data=b"array"),
+        BytesMessage(data=b"view" * 200),
+    ]
+
+
 def test_close_with_a_code_that_may_not_be_sent_is_a_value_error() -> None:
     _, ws = opened()
     with pytest.raises(ValueError):

@@ -313,3 +313,75 @@ def test_bad_constructor_arguments_are_refused() -> None:
         Connection("server")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         Connection(SERVER, max_message_size=0)
+
+
+@pytest.mark.parametrize("role", [CLIENT, SERVER])
+@pytest.mark.parametrize("fragment_size", [None, 1, 100, 5000])
+@pytest.mark.parametrize(
+    ("data", "event"),
+    [
+        ("héllo " * 50, TextMessage(data="héllo " * 50)),
+        (b"\x00\xff" * 300, BytesMessage(data=b"\x00\xff" * 300)),
+        (bytearray(b"abc"), BytesMessage(data=b"abc")),
+        (memoryview(b"xyz" * 200), BytesMessage(data=b"xyz" * 200)),
+        ("", TextMessage(data="")),
+    ],
+)
+def test_send_data_gives_the_bytes_of_send_with_the_event(
+    role: Any, fragment_size: int | None, data: Any, event: Any
+) -> None:
+    a = Connection(role, mask_source=fixed_mask)
+    b = Connection(role, mask_source=fixed_mask)
+    wire = a.send_data(data, fragment_size=fragment_size)
+    assert wire == b.send(event, fragment_size=fragment_size)
+    peer = Connection(SERVER if role is CLIENT else CLIENT)
+    assert feed(peer, wire, "random1") == [event]
+
+
+def test_send_data_refuses_what_is_not_a_message_and_closed_states() -> None:
+    server = Connection(SERVER)
+    with pytest.raises(TypeError):
+        server.send_data(42)  # type: ignore[arg-type]
+    server.send(CloseConnection(code=1000))
+    with pytest.raises(LocalProtocolError):
+        server.send_data(b"late")
+    with pytest.raises(TypeError):
+        server.send_data(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("how", CHUNKINGS)
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_large_fragments_crossing_read_boundaries_reassemble(how: str, opcode: int) -> None:
+    # Fragments big enough for the table unmasking, fed in pieces that end inside
+    # headers, masks and payloads, with a ping between two of them.
+    text = "ünïcode " * 150  # multi-byte characters fall across fragment ends
+    data = text.encode() if opcode == Opcode.TEXT else bytes(range(256)) * 5
+    parts = [data[:700], data[700:701], data[701:]]
+    wire = (
+        client_frame(opcode, parts[0], fin=False)
+        + client_frame(Opcode.PING, b"mid")
+        + client_frame(Opcode.CONTINUATION, parts[1], fin=False)
+        + client_frame(Opcode.CONTINUATION, parts[2])
+        + client_frame(Opcode.BINARY, bytes(600))
+    )
+    expected = TextMessage(data=text) if opcode == Opcode.TEXT else BytesMessage(data=data)
+    assert feed(Connection(SERVER), wire, how) == [
+        Ping(payload=b"mid"),
+        expected,
+        BytesMessage(data=bytes(600)),
+    ]
+
+
+def test_an_uncompressed_frame_over_the_limit_fails_with_1009_under_deflate() -> None:
+    # With deflate the reader allows some slack for compressed frames; a plain frame
+    # over the message limit is still refused.
+    from plait.protocols.websocket.core import DeflateParams
+
+    server = Connection(SERVER, deflate=DeflateParams(), max_message_size=100)
+    assert feed(server, client_frame(Opcode.BINARY, bytes(100))) == [
+        BytesMessage(data=bytes(100))
+    ]
+    exc = failure(server, client_frame(Opcode.BINARY, bytes(101)))
+    assert exc.code == 1009 and close_code_of(exc.data_to_send) == 1009
+    text_server = Connection(SERVER, deflate=DeflateParams(), max_message_size=100)
+    assert failure(text_server, client_frame(Opcode.TEXT, bytes(101))).code == 1009

@@ -164,3 +164,105 @@ def test_both_masking_paths_agree_with_the_definition(size: int) -> None:
     assert apply_mask(data, MASK) == expected
     assert apply_mask(bytearray(data), MASK) == expected
     assert apply_mask(memoryview(data), MASK) == expected
+
+
+def masked_by_definition(data: bytes, mask: bytes) -> bytes:
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 125, 126, 127, 509, 510, 511, 512, 513,
+                                  514, 515, 4097, 16384, 65536, 70001])
+@pytest.mark.parametrize("lead", [0, 1, 2, 3])
+def test_payloads_at_every_alignment_in_the_buffer_unmask_by_the_definition(
+    size: int, lead: int
+) -> None:
+    # A `lead`-byte frame first puts the payload at each offset modulo 4 of the buffer.
+    mask = b"\x9d\x01\xe7\x42"
+    data = bytes((i * 31 + 7) % 256 for i in range(size))
+    wire = serialize_frame(Opcode.PING, bytes(lead), mask=mask) + serialize_frame(
+        Opcode.BINARY, data, mask=mask
+    )
+    reader = FrameReader(expect_masked=True, max_payload=1 << 20)
+    assert read_all(reader, wire, "whole") == [
+        Frame(Opcode.PING, bytes(lead)),
+        Frame(Opcode.BINARY, data),
+    ]
+    if size:
+        assert wire[-size:] == masked_by_definition(data, mask)  # the wire really is masked
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 63, 64, 65, 510, 511, 512, 513, 1027])
+def test_a_payload_equal_to_its_mask_unmasks_to_zeros(size: int) -> None:
+    # The integer XOR is all zero bits here: its bytes must still come out at full length.
+    data = (MASK * (size // 4 + 1))[:size]
+    assert apply_mask(data, MASK) == bytes(size)
+    assert apply_mask(bytes(size), MASK) == data
+
+
+@pytest.mark.parametrize(("size", "opcode"), [(5, Opcode.TEXT), (600, Opcode.BINARY),
+                                              (70000, Opcode.BINARY)])
+def test_a_frame_split_at_every_byte_offset_still_parses(size: int, opcode: int) -> None:
+    payload = bytes((i * 13) % 256 for i in range(size))
+    wire = serialize_frame(opcode, payload, mask=MASK) + serialize_frame(
+        Opcode.PONG, b"next", mask=MASK
+    )
+    first = len(wire) - 10  # the PONG is 2 + 4 + 4 bytes
+    # Every offset of the header, mask and the first and last payload bytes; for the
+    # small frames that is every offset there is.
+    cuts = sorted(set(range(0, min(first, 40))) | set(range(max(0, first - 40), len(wire) + 1)))
+    if size <= 600:
+        cuts = list(range(len(wire) + 1))
+    for cut in cuts:
+        reader = FrameReader(expect_masked=True, max_payload=1 << 20)
+        frames = []
+        for piece in (wire[:cut], wire[cut:]):
+            reader.receive_data(piece)
+            while (frame := reader.next_frame()) is not None:
+                frames.append(frame)
+        assert frames == [Frame(opcode, payload), Frame(Opcode.PONG, b"next")], cut
+        assert reader.buffered == 0
+
+
+@pytest.mark.parametrize("allow_rsv1", [False, True])
+def test_every_first_byte_is_accepted_or_refused_by_the_rules(allow_rsv1: bool) -> None:
+    # The reader checks the first byte against a table; each of the 256 values must get
+    # the verdict and the message the rules of section 5.2 give.
+    for b0 in range(256):
+        opcode, rsv = b0 & 0x0F, b0 & (0x30 if allow_rsv1 else 0x70)
+        wire = bytes((b0, 0x80 | 1)) + MASK + b"\x00"
+        reader = FrameReader(expect_masked=True, max_payload=100, allow_rsv1=allow_rsv1)
+        reader.receive_data(wire)
+        if rsv:
+            with pytest.raises(RemoteProtocolError, match="reserved bits"):
+                reader.next_frame()
+        elif opcode not in {int(op) for op in Opcode}:
+            with pytest.raises(RemoteProtocolError, match=f"unknown opcode {opcode:#x}"):
+                reader.next_frame()
+        elif opcode >= 0x8 and not b0 & 0x80:
+            with pytest.raises(RemoteProtocolError, match="fragmented control"):
+                reader.next_frame()
+        elif opcode >= 0x8 and b0 & 0x40:
+            with pytest.raises(RemoteProtocolError, match="RSV1 set on a control"):
+                reader.next_frame()
+        else:
+            assert reader.next_frame() == Frame(
+                opcode, MASK[:1], fin=bool(b0 & 0x80), rsv1=bool(b0 & 0x40)
+            ), hex(b0)
+
+
+def test_next_parts_is_next_frame_as_a_tuple() -> None:
+    wire = serialize_frame(Opcode.TEXT, b"abc", fin=False, mask=MASK) + serialize_frame(
+        Opcode.CONTINUATION, bytes(700), mask=MASK
+    )
+    reader = FrameReader(expect_masked=True, max_payload=1000)
+    reader.receive_data(wire)
+    assert reader.next_parts() == (Opcode.TEXT, b"abc", False, False)
+    assert reader.next_parts() == (Opcode.CONTINUATION, bytes(700), True, False)
+    assert reader.next_parts() is None
+
+
+def test_an_unmasked_frame_with_a_16_bit_length_is_read_by_a_client() -> None:
+    payload = bytes(range(256)) * 3
+    reader = FrameReader(expect_masked=False, max_payload=1000)
+    reader.receive_data(serialize_frame(Opcode.BINARY, payload))
+    assert reader.next_frame() == Frame(Opcode.BINARY, payload)
