@@ -244,7 +244,8 @@ def async_loop(reactor, call, mode, inflight, meter, started):
 
     def issue(_=None):
         state["out"] += 1
-        call().add_callbacks(done, failed, callback_args=(pc(),))
+        t0 = pc()  # before the call: its send is part of the round trip, as in blocking()
+        call().add_callbacks(done, failed, callback_args=(t0,))
 
     def done(result, t0):
         assert result == 3
@@ -269,7 +270,8 @@ def twisted_loop(reactor, call, mode, inflight, meter, started):
 
     def issue(_=None):
         state["out"] += 1
-        call().addCallbacks(done, failed, callbackArgs=(pc(),))
+        t0 = pc()
+        call().addCallbacks(done, failed, callbackArgs=(t0,))
 
     def done(result, t0):
         state["out"] -= 1
