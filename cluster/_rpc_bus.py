@@ -172,6 +172,9 @@ class Bus(Node):
             return
         self._link.send(route, data)
 
+    def _may_loop_back(self) -> bool:
+        return self._state != "stopped"
+
     def _peer_ready(self, peer: _Peer) -> None:
         self._awaiting.discard(peer.route)
         self._check_started()

@@ -23,6 +23,13 @@ link (``_rpc_link``); it never touches a socket. Its rules:
    ``chain_deferred`` does. Losing a peer fails the remote Deferreds it owed.
 5. Hostile input never raises out of ``link_received``: each bad message is
    dropped and counted under a reason (``_rpc_peer.DROP_REASONS``).
+6. A node calls itself through a *loopback* peer, made at its first such call:
+   an ordinary peer on the route ``_SELF`` (no link's route is empty) whose frames
+   the node delivers to itself on a later turn of the clock instead of giving
+   them to the link. Every rule above holds for it (values cross the codec,
+   cancels and deadlines reach the handler, Deferreds travel as references); it
+   is never listed among the peers, and a hello that claims this node's own name
+   is dropped.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ __all__ = ["Node"]
 log = logging.getLogger("plait.cluster.rpc")
 
 _NO_SUCH_METHOD = exception_name(NoSuchMethod("", ""))
+_SELF = b""  # the loopback peer's route
 
 
 class Node:
@@ -183,7 +191,9 @@ class Node:
         """
         peer = self._names.get(node)
         if peer is None:
-            return fail(PeerLost(node, "no such node on the bus"))
+            peer = self._loopback() if node == self.name else None
+            if peer is None:
+                return fail(PeerLost(node, "no such node on the bus"))
         return self._call_peer(peer, method, args, kwargs, timeout)
 
     def _call_peer(
@@ -233,7 +243,7 @@ class Node:
 
         An unknown node or an argument without an encoding is logged and dropped.
         """
-        peer = self._names.get(node)
+        peer = self._names.get(node) or (self._loopback() if node == self.name else None)
         if peer is None:
             log.warning("notify %s on unknown node %r dropped", method, node)
             return
@@ -299,6 +309,10 @@ class Node:
         log.debug("dropped a message from %r (%s): %s", route, reason, detail)
 
     def _on_hello(self, route: bytes, hello: Hello) -> None:
+        if hello.node == self.name and route != _SELF:
+            log.warning("%r: a peer says hello under this node's own name; dropped", route)
+            self._drop("invalid", route, "a hello under this node's own name")
+            return
         peer = self._routes.get(route)
         if peer is None or peer.name != hello.node:
             if peer is not None:
@@ -496,7 +510,34 @@ class Node:
         self._send(peer, data)
 
     def _send(self, peer: _Peer, data: bytes) -> None:
-        self._link.send(peer.route, data)
+        self._link_send(peer.route, data)
+
+    # ------------------------------------------------------------ calling oneself
+
+    def _loopback(self) -> _Peer | None:
+        """The peer that stands for this node itself (made on first use); None once stopped."""
+        peer = self._routes.get(_SELF)
+        if peer is None:
+            if not self._may_loop_back():
+                return None
+            peer = _Peer(self.name, _SELF)
+            self._routes[_SELF] = peer
+            self._link_send = self._send_or_loop_back  # only nodes that call themselves pay
+        return peer
+
+    def _may_loop_back(self) -> bool:
+        """Overridden by Bus: not once it has stopped."""
+        return True
+
+    def _send_or_loop_back(self, route: bytes, data: bytes) -> None:
+        if route == _SELF:
+            self._clock.call_later(0, self._looped_back, data)
+        else:
+            self._link.send(route, data)
+
+    def _looped_back(self, data: bytes) -> None:
+        if _SELF in self._routes:  # not after the loopback peer was lost (the bus stopped)
+            self.link_received(_SELF, data)
 
     def _is_connected(self, peer: _Peer) -> bool:
         return self._routes.get(peer.route) is peer
@@ -530,8 +571,9 @@ class Node:
         del self._routes[peer.route]
         if self._names.get(peer.name) is peer:
             del self._names[peer.name]
-        self._lost += 1
-        log.info("peer %s lost: %s", peer.name, reason)
+        if peer.route != _SELF:
+            self._lost += 1
+            log.info("peer %s lost: %s", peer.name, reason)
         error = PeerLost(peer.name, reason)
         serving, peer.serving = peer.serving, {}
         for entry in serving.values():

@@ -132,6 +132,22 @@ def test_calls_round_trip_over_ipc_in_a_private_directory(
     server.stop()
 
 
+def test_a_bus_on_zeromq_calls_itself_and_its_peer(reactor: Reactor, run_dir: Path) -> None:
+    address = f"ipc://{run_dir}/bus.sock"
+    server = Bus("server", reactor, bind=address)
+    server.expose("name", lambda: "server")
+    client = Bus("client", reactor, connect=[address])
+    client.expose("name", lambda: "client")
+    started(reactor, server, client)
+    here = outcome(client.call("client", "name"))
+    there = outcome(client.call("server", "name"))
+    run_until(reactor, lambda: bool(here and there))
+    assert (here, there) == (["client"], ["server"])
+    assert client.nodes() == ["server"] and client.statistics().dropped == 0
+    client.stop()
+    server.stop()
+
+
 def test_an_ipc_directory_open_to_others_is_refused(reactor: Reactor, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
