@@ -11,6 +11,16 @@ from plait.cluster.protocol import Protocol
 from plait.cluster.reactor import Reactor
 
 
+def has_ipv6() -> bool:
+    """Whether this host can bind a UDP socket on ::1 (IPv6 switched on)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def run_until(reactor: Reactor, limit: float = 5.0) -> None:
     """Run ``reactor`` until something stops it, failing the test after ``limit`` s."""
     timed_out = []

@@ -34,23 +34,14 @@ import pytest
 from plait.cluster.defer import Deferred
 from plait.cluster.protocol import DatagramProtocol
 from plait.cluster.reactor import Reactor
-
-
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
+from tests.reactor_support import has_ipv6
 
 pytestmark = [
     pytest.mark.skipif(
         not sys.platform.startswith("linux"),
         reason="uses Linux's lo, /proc/net/igmp6 and network namespaces",
     ),
-    pytest.mark.skipif(not _has_ipv6(), reason="this host has IPv6 switched off"),
+    pytest.mark.skipif(not has_ipv6(), reason="this host has IPv6 switched off"),
 ]
 
 CHILD = Path(__file__).with_name("multicast6_child.py")

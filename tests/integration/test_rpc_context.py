@@ -26,13 +26,6 @@ linux_only = pytest.mark.skipif(
 
 
 @pytest.fixture
-def reactor() -> Iterator[Reactor]:
-    r = Reactor()
-    yield r
-    r.close()
-
-
-@pytest.fixture
 def probe_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the outcome of the SCHED_BATCH probe (restored after the test)."""
     monkeypatch.setattr(_rpc_context, "_batch_allowed", None)

@@ -16,6 +16,7 @@ from plait.cluster.defer import Deferred
 from plait.cluster.interfaces import IDatagramProtocol, IDatagramTransport, IReactorUDP
 from plait.cluster.protocol import DatagramProtocol
 from plait.cluster.reactor import Reactor
+from tests.reactor_support import has_ipv6
 
 GROUP = "239.255.77.18"
 
@@ -62,15 +63,6 @@ def _next_turn(reactor: Reactor) -> Deferred[None]:
     return d
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 def test_reactor_and_transports_provide_their_interfaces(reactor: Reactor) -> None:
     assert verifyObject(IReactorUDP, reactor)
     assert verifyObject(IDatagramProtocol, Recorder())
@@ -109,7 +101,7 @@ async def test_datagrams_go_both_ways_over_ipv4(reactor: Reactor) -> None:
     client_t.close()
 
 
-@pytest.mark.skipif(not _has_ipv6(), reason="this host cannot bind ::1")
+@pytest.mark.skipif(not has_ipv6(), reason="this host cannot bind ::1")
 async def test_datagrams_go_both_ways_over_ipv6(reactor: Reactor) -> None:
     server, client = Recorder(), Recorder()
     server_t = reactor.listen_udp(0, server, "::1")
@@ -377,7 +369,7 @@ def test_a_bad_outgoing_interface_raises(reactor: Reactor) -> None:
     transport.abort()
 
 
-@pytest.mark.skipif(not _has_ipv6(), reason="this host cannot bind ::1")
+@pytest.mark.skipif(not has_ipv6(), reason="this host cannot bind ::1")
 def test_ipv6_multicast_options(reactor: Reactor) -> None:
     transport = reactor.listen_multicast(0, Recorder(), "::")
     transport.set_ttl(5)
