@@ -358,7 +358,11 @@ class ZmqLink:
     # ------------------------------------------------------------ sending
 
     def send(self, route: bytes, data: bytes) -> None:
-        """Queue ``data`` for ``route``; it leaves at the end of this reactor turn."""
+        """Send ``data`` to ``route`` without blocking.
+
+        A frame that answers one of the first messages of a wake-up leaves at
+        once; any other is queued and leaves at the end of this reactor turn.
+        """
         if self._socket is None:
             return
         self._outbox.append((route, data))
