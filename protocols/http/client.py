@@ -17,6 +17,11 @@ response byte arrives, an idempotent request with a replayable body (``None`` or
 bytes) is sent once more on a fresh connection, as Twisted's pool does: the
 server may have closed the idle connection just as the request left.
 
+With ``decompress=True`` (the default, as in requests and aiohttp) a request
+without ``Accept-Encoding`` asks for ``gzip, deflate``, and a gzip or deflate
+``Content-Encoding`` of the response is undone as the body arrives
+(``client_protocol``, ``_content_coding``).
+
 Redirects are not followed unless ``follow_redirects=True`` (RFC 9110 section
 15.4): 301/302/303 turn a POST into a GET without a body (303: any method but
 HEAD), 307/308 keep method and body when the body can be sent again, and
@@ -37,6 +42,7 @@ from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IDelayedCall
 
 from ._abnf import is_token
+from ._content_coding import ACCEPT_ENCODING
 from ._headers import Headers, to_bytes
 from .client_pool import HTTPConnectionPool, PoolKey
 from .client_protocol import Exchange, HTTPClientProtocol
@@ -98,6 +104,10 @@ class Agent:
         max_redirects: Most redirects followed for one request.
         tls_options: ``tls_options(host)`` returns the TLS client options for an
             ``https`` URL; default: ``plait.cluster.tls.client_options(host)``.
+        decompress: Decode gzip and deflate response bodies (``Content-Encoding``)
+            and send ``Accept-Encoding: gzip, deflate`` unless the request has an
+            ``Accept-Encoding`` of its own. ``max_body_size`` then counts decoded
+            bytes.
 
     Example:
         >>> from plait.cluster.testing import MemoryReactor
@@ -122,6 +132,7 @@ class Agent:
         follow_redirects: bool = False,
         max_redirects: int = 10,
         tls_options: Any = None,
+        decompress: bool = True,
     ) -> None:
         if not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0, not {connect_timeout!r}")
@@ -136,6 +147,7 @@ class Agent:
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
         self._tls_options = tls_options
+        self.decompress = decompress
 
     def request(
         self,
@@ -172,6 +184,8 @@ class Agent:
         limit = self.timeout if isinstance(timeout, _Unset) else timeout
         _check_timeout(limit)
         prepared = _prepare(method, url, headers, body)
+        if self.decompress and b"accept-encoding" not in prepared.headers.lower_names():
+            prepared.headers.add(b"Accept-Encoding", ACCEPT_ENCODING)
         if prepared.key[0] == "https" and not hasattr(self.reactor, "connect_ssl"):
             raise ValueError(f"{url!r}: this reactor cannot make TLS connections (no connect_ssl)")
         if self.follow_redirects:
@@ -308,6 +322,7 @@ class _Call:
             body=prepared.body,
             url=prepared.url,
             max_body_size=self._agent.max_body_size,
+            decompress=self._agent.decompress,
             on_response=self._on_response,
             on_done=lambda exc, head: self._on_done(exc, head, reused),
         )

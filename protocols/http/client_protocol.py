@@ -23,6 +23,17 @@ a malformed response, a timeout or a cancellation ends the connection instead:
 it is closed or aborted and never reused, and the pool learns through
 ``on_lost``. ``exchange.on_done(exc, head_delivered)`` is called exactly once per
 exchange, with ``exc=None`` when the whole response arrived.
+
+Content decoding. When ``exchange.decompress`` is set and the response has a body
+whose ``Content-Encoding`` is gzip or deflate (``_content_coding``), received bytes
+go into a ``ContentDecoder`` instead, and ``_decode`` moves decoded pieces of at
+most 64 KiB into the ``ResponseBody`` until the reader falls behind (then reading
+pauses, and the rest of the encoded input waits in the decoder, so a decompression
+bomb inflates only as fast as it is read) or the decoder needs more input. The
+``max_body_size`` limit counts decoded bytes, and no piece is inflated past it.
+When the message ends, the decoder is drained first (as the reader reads) and must
+end cleanly; only then does the connection go back to the pool and the body end. A
+decoding error fails the body and aborts the connection, like a malformed response.
 """
 
 from __future__ import annotations
@@ -39,6 +50,12 @@ from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IProtocol
 
 from ._connection import Connection
+from ._content_coding import (
+    ContentDecoder,
+    ContentDecodingError,
+    TruncatedContent,
+    codings_to_undo,
+)
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     NEED_DATA,
@@ -66,6 +83,8 @@ __all__ = ["Exchange", "HTTPClientProtocol"]
 
 _log = logging.getLogger(__name__)
 _CLIENT_LIMITS = Limits(max_body=None)
+_PIECE = 65536  # the most decoded bytes handed to the body at once
+_NO_BODY_STATUSES = frozenset({204, 304})
 
 
 @dataclass(slots=True, kw_only=True)
@@ -80,6 +99,7 @@ class Exchange:
             producer (``start_producing(consumer)``).
         url: The full URL (for ``ClientResponse.url`` and messages).
         max_body_size: The largest response body accepted, or ``None``.
+        decompress: Undo a gzip or deflate ``Content-Encoding`` of the response.
         on_response: Called with the ``ClientResponse`` when its head arrives.
         on_done: Called once with ``(None, True)`` when the response ended, or
             ``(exc, head_delivered)`` when the exchange failed.
@@ -91,6 +111,7 @@ class Exchange:
     body: Any
     url: str
     max_body_size: int | None
+    decompress: bool = False
     on_response: Callable[[ClientResponse], None]
     on_done: Callable[[BaseException | None, bool], None]
 
@@ -134,6 +155,9 @@ class HTTPClientProtocol:
         self._conn = Connection(CLIENT, _CLIENT_LIMITS)
         self._exchange: Exchange | None = None
         self._body: ResponseBody | None = None
+        self._decoder: ContentDecoder | None = None
+        self._message_ended = False  # the encoded body is all in; the decoder drains
+        self._ended_by_eof = False
         self._producer: Any = None
         self._sending: Deferred[Any] | None = None
         self._write_paused = False
@@ -166,7 +190,7 @@ class HTTPClientProtocol:
 
     def eof_received(self) -> bool | None:
         self._eof = True
-        if self._exchange is not None:
+        if self._exchange is not None and not self._message_ended:
             self._conn.receive_data(b"")
             self._drive()
         return None  # close our side too
@@ -177,10 +201,11 @@ class HTTPClientProtocol:
             # A clean close without eof_received (TLS close_notify, say) still ends
             # a close-delimited body.
             self._eof = True
-            self._conn.receive_data(b"")
-            self._drive()
-        if self._exchange is not None:
-            self._fail(self._lost_error(exc))
+            if not self._message_ended:
+                self._conn.receive_data(b"")
+                self._drive()
+        if self._exchange is not None and not self._message_ended:
+            self._fail(self._lost_error(exc))  # (else the decoder still drains: all is in)
         self._stop_sending()
         self._fire_writable(ConnectionError("the connection was lost"))
         on_lost = self.on_lost
@@ -210,6 +235,8 @@ class HTTPClientProtocol:
             raise RuntimeError("this HTTP connection cannot start an exchange now")
         self._exchange = exchange
         self._body = None
+        self._decoder = None
+        self._message_ended = False
         self.requests += 1
         conn = self._conn
         body = exchange.body
@@ -347,6 +374,12 @@ class HTTPClientProtocol:
             elif event_type is EndOfMessage:
                 body = self._body
                 assert body is not None
+                if self._decoder is not None:
+                    self._message_ended = True
+                    self._ended_by_eof = self._eof  # a close-delimited body
+                    if not self._read_paused:  # (paused: the reader drains it first)
+                        self._finish_decoding(exchange)
+                    return
                 # The connection goes back to the pool before the reader hears of
                 # the end, so a request the reader sends next can reuse it.
                 self._response_ended()
@@ -362,7 +395,8 @@ class HTTPClientProtocol:
 
     def _received_head(self, exchange: Exchange, head: Response) -> None:
         limit = exchange.max_body_size
-        if limit is not None:
+        decoder = _decoder_for(exchange, head)
+        if limit is not None and decoder is None:  # (Content-Length counts encoded bytes)
             length = head.headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 self._fail(
@@ -372,7 +406,8 @@ class HTTPClientProtocol:
                     )
                 )
                 return
-        body = self._body = ResponseBody(on_drained=self._drained)
+        body = self._body = ResponseBody(on_drained=lambda: self._drained(body))
+        self._decoder = decoder
         response = ClientResponse(
             status=head.status_code,
             reason=head.reason.decode("latin-1"),
@@ -382,6 +417,7 @@ class HTTPClientProtocol:
             url=exchange.url,
             body=body,
             abort=lambda: self._abort_body(exchange, body),
+            decoded=decoder is not None,
         )
         exchange.on_response(response)
 
@@ -389,6 +425,20 @@ class HTTPClientProtocol:
         body = self._body
         assert body is not None
         limit = exchange.max_body_size
+        decoder = self._decoder
+        if decoder is not None:
+            if limit is not None and decoder.received + len(data) > _encoded_limit(limit):
+                self._fail(
+                    ResponseTooLarge(
+                        f"the encoded response body from {exchange.url} exceeds"
+                        f" {_encoded_limit(limit)} bytes (the limit is {limit} decoded bytes)"
+                    )
+                )
+                return
+            decoder.feed(data)
+            if not self._read_paused:  # (paused: the body is full; the reader drains it)
+                self._decode(exchange, decoder, body)
+            return
         if limit is not None and body.received + len(data) > limit:
             self._fail(
                 ResponseTooLarge(
@@ -400,10 +450,72 @@ class HTTPClientProtocol:
             self._read_paused = True
             self.transport.pause_reading()
 
-    def _drained(self) -> None:
+    def _drained(self, body: ResponseBody) -> None:
+        if body is not self._body:
+            return  # the body of an exchange that is over
+        exchange, decoder = self._exchange, self._decoder
+        if exchange is not None and decoder is not None:
+            if self._message_ended:
+                self._finish_decoding(exchange)
+                return
+            if not self._decode(exchange, decoder, body):
+                return  # paused again, or failed
         if self._read_paused and not self.lost:
             self._read_paused = False
             self.transport.resume_reading()
+
+    def _decode(self, exchange: Exchange, decoder: ContentDecoder, body: ResponseBody) -> bool:
+        """Move decoded bytes into ``body``; True when the decoder needs more input.
+
+        False: the reader fell behind (reading is paused, the decoder keeps the
+        rest) or the exchange failed.
+        """
+        limit = exchange.max_body_size
+        while self._decoder is decoder:  # (a reader woken by feed may close the response)
+            size = _PIECE if limit is None else min(_PIECE, limit - body.received + 1)
+            try:
+                piece = decoder.read(size)
+            except ContentDecodingError as exc:
+                error = MalformedResponse(f"the response body from {exchange.url}: {exc}")
+                error.__cause__ = exc
+                self._fail(error)
+                return False
+            if not piece:
+                return True
+            if limit is not None and body.received + len(piece) > limit:
+                self._fail(
+                    ResponseTooLarge(
+                        f"the decoded response body from {exchange.url} exceeds the limit"
+                        f" of {limit} bytes"
+                    )
+                )
+                return False
+            if body.feed(piece):
+                if not self._read_paused and not self.lost:
+                    self._read_paused = True
+                    self.transport.pause_reading()
+                return False
+        return False
+
+    def _finish_decoding(self, exchange: Exchange) -> None:
+        """The encoded body is all in: decode the rest, check its end, end the body."""
+        decoder, body = self._decoder, self._body
+        assert decoder is not None and body is not None
+        if not self._decode(exchange, decoder, body):
+            return  # the reader drains it first (or it failed)
+        try:
+            decoder.finish()
+        except TruncatedContent as exc:
+            error: BaseException
+            if self._ended_by_eof:  # a close-delimited body: the connection closed too soon
+                error = ResponseFailed(f"the connection to {exchange.url} closed early: {exc}")
+            else:
+                error = MalformedResponse(f"the response body from {exchange.url}: {exc}")
+            error.__cause__ = exc
+            self._fail(error)
+            return
+        self._response_ended()
+        body.finish()
 
     def _abort_body(self, exchange: Exchange, body: ResponseBody) -> None:
         if self._exchange is exchange and self._body is body:
@@ -416,6 +528,8 @@ class HTTPClientProtocol:
         reusable = conn.our_state is State.DONE and conn.their_state is State.DONE and not self.lost
         self._exchange = None
         self._body = None
+        self._decoder = None
+        self._message_ended = False
         if reusable:
             conn.start_next_cycle()
             if self._read_paused:
@@ -452,6 +566,8 @@ class HTTPClientProtocol:
             return
         self._exchange = None
         body, self._body = self._body, None
+        self._decoder = None
+        self._message_ended = False
         self._stop_sending()
         if body is not None:
             body.fail(exc)
@@ -462,3 +578,23 @@ class HTTPClientProtocol:
     def __repr__(self) -> str:
         state = "lost" if self.lost else "busy" if self._exchange is not None else "idle"
         return f"<HTTPClientProtocol {state} after {self.requests} requests>"
+
+
+def _decoder_for(exchange: Exchange, head: Response) -> ContentDecoder | None:
+    """A decoder for the body of ``head``, or None: nothing to decode, or not ours to."""
+    if (
+        not exchange.decompress
+        or exchange.method == b"HEAD"
+        or head.status_code in _NO_BODY_STATUSES
+    ):
+        return None
+    values = head.headers.get_list(b"content-encoding")
+    if not values:
+        return None
+    codings = codings_to_undo(values)
+    return ContentDecoder(codings) if codings else None  # None: unsupported, or identity
+
+
+def _encoded_limit(limit: int) -> int:
+    """The most encoded bytes accepted for ``limit`` decoded ones (coding overhead)."""
+    return limit + limit // 64 + _PIECE

@@ -190,11 +190,13 @@ class ResponseBody:
             self._chunks.clear()
             self._size = 0
             return succeed(data)
-        self._all = Deferred()
+        collector = self._all = Deferred()
         unread, self._size = self._size, 0
         if unread and self._on_drained is not None:
-            self._on_drained()  # reading may be paused; collecting everything needs no pause
-        return self._all
+            # Reading may be paused; collecting everything needs no pause. (This may
+            # end the body, or fail it, at once: ``collector`` has fired then.)
+            self._on_drained()
+        return collector
 
 
 def _parse_json(data: bytes) -> Any:
@@ -210,6 +212,11 @@ class ClientResponse:
     response.stream()``. The connection goes back to the pool once the whole body
     has arrived; ``close()`` gives up on a body you do not want.
 
+    When the agent decodes a gzip or deflate ``Content-Encoding`` (``decoded`` is
+    True), the body is handed out decoded, ``headers`` stay as the server sent them
+    (``Content-Encoding`` and ``Content-Length`` describe the encoded body) and
+    ``length`` is ``None``: the decoded size is not known in advance.
+
     Attributes:
         status: The status code, e.g. ``200``.
         reason: The reason phrase, e.g. ``"OK"``.
@@ -218,6 +225,7 @@ class ClientResponse:
         method: The request method, e.g. ``"GET"``.
         url: The URL this response answers (after any redirects).
         history: The redirect responses followed to get here, oldest first.
+        decoded: Whether the body is decoded from its ``Content-Encoding``.
 
     .. versionadded:: 0.1.0
     """
@@ -233,6 +241,7 @@ class ClientResponse:
         url: str,
         body: ResponseBody,
         abort: Callable[[], None],
+        decoded: bool = False,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -241,12 +250,19 @@ class ClientResponse:
         self.method = method
         self.url = url
         self.history: list[ClientResponse] = []
+        self.decoded = decoded
         self._body = body
         self._abort = abort
 
     @property
     def length(self) -> int | None:
-        """The announced ``Content-Length``, or ``None`` when the body is not sized."""
+        """The announced ``Content-Length``, or ``None`` when the body is not sized.
+
+        ``None`` too for a decoded body (``decoded``): the announced length counts
+        the encoded bytes, and the decoded size is not known until the end.
+        """
+        if self.decoded:
+            return None
         value = self.headers.get(b"content-length")
         if value is None or not value.isdigit():
             return None
