@@ -11,11 +11,13 @@ asyncio transport and the Plait protocol.
 
 Theory of operation:
 
-- The hot path has one Python frame per direction. The asyncio transport calls the
-  bridge's ``data_received``, which *is* the Plait protocol's bound method (an
-  instance attribute of the bridge; uvloop caches it, so every change of it is
-  followed by ``set_protocol(bridge)``); ``write`` is this class's method, which
-  checks two flags and the type and calls the C ``write``.
+- The hot path has one small Python frame per direction. The asyncio transport
+  calls the bridge's ``data_received``, an instance attribute of the bridge (uvloop
+  caches it, so every change of it is followed by ``set_protocol(bridge)``): a
+  closure, ``_guarded``, around the Plait protocol's bound method that catches what
+  it raises, so that the connection is aborted with an RST as on the native
+  transport (uvloop itself would close it cleanly, with a FIN); ``write`` is this
+  class's method, which checks two flags and the type and calls the C ``write``.
 - Plait's contract calls ``connection_made`` synchronously when the socket is
   handed over (``_start``), and ``connect_tcp``'s Deferred fires right after. The
   asyncio transport exists at once (the ``connect_accepted_socket`` coroutine is
@@ -32,8 +34,8 @@ Theory of operation:
 - Ending: ``close``/``abort``/``write_eof`` map to asyncio's; ``abort`` sets
   ``SO_LINGER`` 0 first so that the peer gets an RST, as the native transport does.
   Writes after ``close`` or ``write_eof`` are dropped, not raised. A protocol whose
-  ``data_received`` raises has its connection aborted by uvloop, which reports the
-  exception to ``connection_lost`` and logs it on the ``asyncio`` logger.
+  ``data_received`` raises has its connection aborted (an RST), the exception
+  logged on ``plait.reactor`` and given to ``connection_lost``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import asyncio
 import logging
 import socket
 import struct
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from zope.interface import implementer
@@ -56,12 +58,25 @@ _log = logging.getLogger("plait.reactor")
 _LINGER_RST = struct.pack("ii", 1, 0)
 
 
+def _guarded(owner: AsyncioStreamTransport, protocol: Any) -> Callable[[bytes], None]:
+    """``protocol.data_received``, aborting ``owner``'s connection when it raises."""
+    receive = protocol.data_received
+
+    def data_received(data: bytes) -> None:
+        try:
+            receive(data)
+        except Exception as exc:
+            owner._protocol_failed(protocol, exc)
+
+    return data_received
+
+
 class _Bridge(asyncio.Protocol):
     """The asyncio protocol of the connection; forwards to its ``AsyncioStreamTransport``."""
 
     def __init__(self, owner: AsyncioStreamTransport) -> None:
         self._owner = owner
-        self.data_received = owner._protocol.data_received  # type: ignore[method-assign]
+        self.data_received = _guarded(owner, owner._protocol)  # type: ignore[method-assign,assignment]
 
     def connection_made(self, transport: Any) -> None:
         self._owner._attach(transport)
@@ -206,7 +221,7 @@ class AsyncioStreamTransport(WriteFlowControl):
             return
         self._read_paused = False
         held, self._held = self._held, None
-        self._bridge.data_received = self._protocol.data_received  # type: ignore[method-assign]
+        self._bridge.data_received = _guarded(self, self._protocol)  # type: ignore[method-assign,assignment]
         self._rebind()
         if held:
             self._reactor.call_soon(self._deliver_held, held)
@@ -220,11 +235,16 @@ class AsyncioStreamTransport(WriteFlowControl):
             try:
                 self._protocol.data_received(data)
             except Exception as exc:
-                _log.exception("data_received of %r failed; aborting its connection",
-                               self._protocol)
-                self._lost_exc = exc
-                self.abort()
+                self._protocol_failed(self._protocol, exc)
                 return
+
+    def _protocol_failed(self, protocol: Any, exc: Exception) -> None:
+        """``protocol.data_received`` raised ``exc``: log it and abort (an RST)."""
+        _log.error("data_received of %r failed; aborting its connection", protocol,
+                   exc_info=exc)
+        if self._lost_exc is None:
+            self._lost_exc = exc
+        self.abort()
 
     def is_reading(self) -> bool:
         """True unless reading is paused or the transport is closing."""
@@ -447,5 +467,5 @@ class AsyncioStreamTransport(WriteFlowControl):
         """Deliver to ``protocol`` from now on."""
         self._protocol = protocol
         if self._held is None:
-            self._bridge.data_received = protocol.data_received  # type: ignore[method-assign]
+            self._bridge.data_received = _guarded(self, protocol)  # type: ignore[method-assign,assignment]
             self._rebind()

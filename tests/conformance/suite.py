@@ -158,8 +158,6 @@ class PairBuilder(abc.ABC):
     """The peer of an aborting side sees an error (TCP sends RST; Unix sockets may not)."""
     carries_fds = False
     """Transports provide ``IUnixTransport``: ``send_fds`` reaches ``fds_received``."""
-    protocol_error_resets_peer: bool | None = None
-    """The peer of a side whose protocol raised sees an error (None: as ``abort_resets_peer``)."""
 
     @abc.abstractmethod
     def open(self) -> Pair:
@@ -428,8 +426,7 @@ class TransportConformance:
         assert pair.drive(lambda: bool(pair.server.lost and pair.client.lost), 5.0)
         assert pair.server.lost == [boom]
         (peer_exc,) = pair.client.lost
-        resets = builder.protocol_error_resets_peer
-        if builder.abort_resets_peer if resets is None else resets:
+        if builder.abort_resets_peer:
             # Aborted, not closed: the peer sees a reset.
             assert isinstance(peer_exc, ConnectionError), peer_exc
         other.client.transport.write(b"still here")
@@ -448,7 +445,6 @@ class ReactorPairBuilder(PairBuilder):
         connect: ``connect(reactor, port, factory) -> Deferred[protocol]``.
         abort_resets_peer: See ``PairBuilder.abort_resets_peer``.
         carries_fds: See ``PairBuilder.carries_fds``.
-        protocol_error_resets_peer: See ``PairBuilder.protocol_error_resets_peer``.
     """
 
     poll_interval = 0.001
@@ -463,12 +459,10 @@ class ReactorPairBuilder(PairBuilder):
         *,
         abort_resets_peer: bool = True,
         carries_fds: bool = False,
-        protocol_error_resets_peer: bool | None = None,
     ) -> None:
         self.name = name
         self.abort_resets_peer = abort_resets_peer
         self.carries_fds = carries_fds
-        self.protocol_error_resets_peer = protocol_error_resets_peer
         self.reactor = make_reactor()
         self._connect = connect
         self._waiting_servers: list[Recorder] = []

@@ -46,13 +46,6 @@ def make_reactor(request: pytest.FixtureRequest) -> Callable[[], AsyncioReactor]
     return LOOPS[request.param]
 
 
-def _protocol_error_resets_peer(make_reactor: Callable[[], AsyncioReactor]) -> bool:
-    """False on uvloop: its native TCP transport calls ``data_received`` itself, and
-    when that raises it closes the connection cleanly (a FIN, not an RST) before
-    reporting the exception to ``connection_lost`` (see _reactor_asyncio_stream.py)."""
-    return make_reactor is not UvloopReactor
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(Path(tmp_path_factory.mktemp("tls-asyncio-conformance")))
@@ -77,7 +70,6 @@ class TestTCPTransportOnAsyncio(TransportConformance):
             listen=lambda reactor, factory: reactor.listen_tcp(0, factory, interface="127.0.0.1"),
             connect=lambda reactor, port, factory: reactor.connect_tcp(
                 "127.0.0.1", port.get_host()[1], factory, timeout=5),
-            protocol_error_resets_peer=_protocol_error_resets_peer(make_reactor),
         )
         yield builder
         builder.close()
@@ -117,7 +109,6 @@ class TestTLSTransportOnAsyncio(TransportConformance):
                 0, factory, server, interface="127.0.0.1"),
             connect=lambda reactor, port, factory: reactor.connect_ssl(
                 "127.0.0.1", port.get_host()[1], factory, client, timeout=5),
-            protocol_error_resets_peer=_protocol_error_resets_peer(make_reactor),
         )
         yield builder
         builder.close()
