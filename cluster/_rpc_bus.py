@@ -20,7 +20,7 @@ from typing import Any
 from plait.cluster._rpc_errors import CodecError, NoSuchMethod
 from plait.cluster._rpc_link import IBusLink
 from plait.cluster._rpc_memory import MemoryLink, MemoryNetwork, default_network
-from plait.cluster._rpc_node import Node
+from plait.cluster._rpc_node import DEFAULT_MAX_SERVING, Node
 from plait.cluster._rpc_peer import _Peer
 from plait.cluster._rpc_wire import DEFAULT_MAX_MESSAGE, Bye, Hello, Publish, encode
 from plait.cluster.defer import CancelledError, Deferred, fail, succeed
@@ -75,6 +75,8 @@ class Bus(Node):
             process-wide one).
         max_message: Largest message accepted, in bytes; bigger ones are dropped
             and counted.
+        max_serving: How many calls from one peer may run here at once (handlers
+            whose Deferred has not fired); more are answered with ``Overloaded``.
         heartbeat: ZeroMQ heartbeat interval (seconds) on every connection.
         heartbeat_timeout: A peer silent this long after a heartbeat is lost.
     """
@@ -89,6 +91,7 @@ class Bus(Node):
         curve: Any = None,
         network: MemoryNetwork | None = None,
         max_message: int = DEFAULT_MAX_MESSAGE,
+        max_serving: int = DEFAULT_MAX_SERVING,
         heartbeat: float = 1.0,
         heartbeat_timeout: float = 3.0,
     ) -> None:
@@ -114,7 +117,9 @@ class Bus(Node):
                 heartbeat=heartbeat,
                 heartbeat_timeout=heartbeat_timeout,
             )
-        super().__init__(name, reactor, link, max_message=max_message)
+        super().__init__(
+            name, reactor, link, max_message=max_message, max_serving=max_serving
+        )
         self._reactor = reactor
         self._bind = bind
         self._state = "new"

@@ -7,6 +7,7 @@ from plait.cluster._defer import TimeoutError
 __all__ = [
     "CodecError",
     "NoSuchMethod",
+    "Overloaded",
     "PeerLost",
     "RemoteError",
     "TimeoutError",
@@ -77,6 +78,23 @@ class NoSuchMethod(LookupError):
         return f"{where} exposes no method {self.method!r}"
 
 
+class Overloaded(RuntimeError):
+    """The node refused the call: the caller already has its limit of calls running there.
+
+    Attributes:
+        node: The node that refused.
+        limit: How many calls from one peer it runs at once (its ``max_serving``).
+    """
+
+    def __init__(self, node: str, limit: int) -> None:
+        super().__init__(node, limit)
+        self.node = node
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"node {self.node!r} already runs {self.limit} calls from this node"
+
+
 class CodecError(ValueError):
     """A value has no encoding, or bytes do not decode to an allowed value."""
 
@@ -96,5 +114,5 @@ class WireError(ValueError):
 
 
 # These travel under their public names (``exception_name``) and print that way.
-for _cls in (RemoteError, PeerLost, NoSuchMethod, CodecError, WireError):
+for _cls in (RemoteError, PeerLost, NoSuchMethod, Overloaded, CodecError, WireError):
     _cls.__module__ = "plait.cluster.rpc"

@@ -15,7 +15,10 @@ link (``_rpc_link``); it never touches a socket. Its rules:
    arrives for an id that has ended is dropped and counted as ``unknown_call``.
 3. A callee answers each call once, unless the caller cancelled it or its
    deadline passed: then the handler's Deferred is cancelled and no answer is
-   sent (nobody waits for it).
+   sent (nobody waits for it). A peer may have at most ``max_serving`` calls
+   running here at once (handlers whose Deferred has not fired); a call beyond
+   that is not run but answered at once with ``Overloaded``, so a flood of calls
+   from one peer costs memory only up to that bound.
 4. A Deferred inside a value is sent as a reference; the receiver holds a remote
    Deferred. The sender forwards the original's outcome (``ref-result`` /
    ``ref-error``) after the message that carried the reference; the holder may
@@ -45,6 +48,7 @@ from plait.cluster._rpc_codec import Codec, exception_name
 from plait.cluster._rpc_errors import (
     CodecError,
     NoSuchMethod,
+    Overloaded,
     PeerLost,
     RemoteError,
     TimeoutError,
@@ -75,11 +79,13 @@ from plait.cluster.defer import CancelledError, Deferred, ensure_deferred, fail
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IReactorTime
 
-__all__ = ["Node"]
+__all__ = ["DEFAULT_MAX_SERVING", "Node"]
 
 log = logging.getLogger("plait.cluster.rpc")
 
 _NO_SUCH_METHOD = exception_name(NoSuchMethod("", ""))
+_OVERLOADED = exception_name(Overloaded("", 0))
+DEFAULT_MAX_SERVING = 100_000
 _SELF = b""  # the loopback peer's route
 
 
@@ -91,17 +97,28 @@ class Node:
         clock: Schedules timeouts, deadlines and deferred deliveries.
         link: Carries the frames.
         max_message: Received messages longer than this are dropped (``oversize``).
+        max_serving: How many calls from one peer may run here at once.
     """
 
     def __init__(
-        self, name: str, clock: IReactorTime, link: IBusLink, *, max_message: int
+        self,
+        name: str,
+        clock: IReactorTime,
+        link: IBusLink,
+        *,
+        max_message: int,
+        max_serving: int = DEFAULT_MAX_SERVING,
     ) -> None:
+        if max_serving < 1:
+            raise ValueError("max_serving must be at least 1")
         if not name or not isinstance(name, str):
             raise ValueError("a bus node needs a non-empty str name")
         self.name = name
         self._clock = clock
         self._link = link
         self._max_message = max_message or DEFAULT_MAX_MESSAGE
+        self._max_serving = max_serving
+        self._refused = 0
         self._references = References(self)
         self._codec = Codec(
             encode_deferred=self._references.export,
@@ -344,6 +361,11 @@ class Node:
             info = ErrorInfo(type=_NO_SUCH_METHOD, message=msg.method)
             self._send_message(peer, Error(id=msg.id, error=info))
             return
+        if len(peer.serving) >= self._max_serving:
+            self._refused += 1
+            info = ErrorInfo(type=_OVERLOADED, message=str(self._max_serving))
+            self._send_message(peer, Error(id=msg.id, error=info))
+            return
         try:
             result = fn(*msg.args, **msg.kwargs)
             if type(result) is CoroutineType:  # inspect.iscoroutine, without the call
@@ -461,6 +483,9 @@ class Node:
     def _exception(self, peer: _Peer, info: ErrorInfo) -> Exception:
         if info.type == _NO_SUCH_METHOD:
             return NoSuchMethod(peer.name, info.message)
+        if info.type == _OVERLOADED:
+            limit = int(info.message) if info.message.isdigit() else 0
+            return Overloaded(peer.name, limit)
         local: BaseException | None = None
         cls = self._codec.exception_type(info.type)
         if cls is not None:
@@ -597,6 +622,7 @@ class Node:
             calls_serving=sum(len(p.serving) for p in self._routes.values()),
             calls_sent=self._sent,
             calls_received=self._received,
+            calls_refused=self._refused,
             peers_lost=self._lost,
             dropped=sum(self._dropped.values()),
             dropped_by_reason=dict(self._dropped),

@@ -47,6 +47,8 @@ class BusStatistics:
         calls_serving: Calls this node is running for its peers.
         calls_sent: Calls and notifications sent since the start.
         calls_received: Calls and notifications received since the start.
+        calls_refused: Calls answered with ``Overloaded`` since the start (the
+            caller had ``max_serving`` calls running here already).
         peers_lost: Peers lost since the start (death, bye, ``peer_lost``).
         dropped: Received messages dropped, all reasons together.
         dropped_by_reason: The same, by reason (see ``DROP_REASONS``).
@@ -58,6 +60,7 @@ class BusStatistics:
     calls_serving: int
     calls_sent: int
     calls_received: int
+    calls_refused: int
     peers_lost: int
     dropped: int
     dropped_by_reason: Mapping[str, int] = field(default_factory=dict)

@@ -12,6 +12,7 @@ from plait.cluster._rpc_codec import Codec
 from plait.cluster._rpc_errors import (
     CodecError,
     NoSuchMethod,
+    Overloaded,
     PeerLost,
     RemoteError,
     TimeoutError,
@@ -32,6 +33,7 @@ __all__ = [
     "CurveKeys",
     "MemoryNetwork",
     "NoSuchMethod",
+    "Overloaded",
     "PeerLost",
     "RemoteError",
     "Subscription",

@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from plait.cluster.defer import CancelledError, Deferred
-from plait.cluster.rpc import CodecError, NoSuchMethod, PeerLost, RemoteError, TimeoutError
+from plait.cluster.rpc import (
+    Bus,
+    CodecError,
+    NoSuchMethod,
+    Overloaded,
+    PeerLost,
+    RemoteError,
+    TimeoutError,
+)
 from tests.cluster.rpc_helpers import Net, failure_of, result_of
 
 
@@ -301,3 +309,58 @@ def test_a_node_coming_back_under_its_name_replaces_the_old_route(net: Net) -> N
     later = server.call("w", "who")
     net.run()
     assert result_of(later) == "second"
+
+
+# ------------------------------------------------------------ the serving limit
+
+
+def test_calls_beyond_max_serving_are_refused_with_overloaded_and_counted(net: Net) -> None:
+    server = Bus("server", net.clock, bind="memory://limited", network=net.network,
+                 max_serving=3)
+    client = net.bus("client", connect=("memory://limited",))
+    pending: list[Deferred[int]] = []
+
+    def hold() -> Deferred[int]:
+        pending.append(Deferred())
+        return pending[-1]
+
+    server.expose("hold", hold)
+    server.expose("quick", lambda: "quick")
+    start(net, server, client)
+    held = [client.call("server", "hold") for _ in range(3)]
+    refused = client.call("server", "hold")
+    quick = client.call("server", "quick")  # refused too: the limit is reached
+    net.run()
+    error = failure_of(refused).value
+    assert isinstance(error, Overloaded) and (error.node, error.limit) == ("server", 3)
+    assert "already runs 3 calls" in str(error)
+    assert failure_of(quick).check(Overloaded)
+    assert len(pending) == 3  # the refused call never ran
+    stats = server.statistics()
+    assert (stats.calls_serving, stats.calls_refused, stats.dropped) == (3, 2, 0)
+    pending[0].callback(7)
+    net.run()
+    assert result_of(held[0]) == 7
+    again = client.call("server", "hold")  # room for one more
+    net.run()
+    assert len(pending) == 4 and not again.called
+
+
+def test_the_serving_limit_is_per_peer(net: Net) -> None:
+    server = Bus("server", net.clock, bind="memory://limited", network=net.network,
+                 max_serving=1)
+    first = net.bus("first", connect=("memory://limited",))
+    second = net.bus("second", connect=("memory://limited",))
+    server.expose("hold", lambda: Deferred())
+    start(net, server, first, second)
+    a, b = first.call("server", "hold"), second.call("server", "hold")
+    c = first.call("server", "hold")
+    net.run()
+    assert not a.called and not b.called
+    assert failure_of(c).check(Overloaded)
+    assert server.statistics().calls_serving == 2
+
+
+def test_max_serving_must_allow_one_call(net: Net) -> None:
+    with pytest.raises(ValueError, match="max_serving"):
+        Bus("server", net.clock, bind="memory://limited", network=net.network, max_serving=0)
