@@ -26,14 +26,25 @@ Redirects are not followed unless ``follow_redirects=True`` (RFC 9110 section
 15.4): 301/302/303 turn a POST into a GET without a body (303: any method but
 HEAD), 307/308 keep method and body when the body can be sent again, and
 ``Authorization``/``Cookie`` are dropped on a change of origin.
+
+Proxies (``proxy=``, or ``trust_env=True`` for ``HTTP_PROXY``/``HTTPS_PROXY``/
+``NO_PROXY``; settings in ``_proxy``). Each ``_Call`` asks the agent for its
+``_Route``: the pool key, the connector, the request target and the headers. An
+``http://`` URL through a proxy is sent in absolute form (``GET http://host/path``)
+on connections to the proxy, pooled under ``("http-proxy", proxy host, port)`` for
+every origin, with the proxy's ``Proxy-Authorization``. An ``https://`` URL goes
+through a ``CONNECT`` tunnel (``client_tunnel``) pooled under
+``("https-via-[user@]proxy:port", host, port)``; a ``Proxy-Authorization`` header
+of the request is never sent inside a tunnel, where only the origin would see it.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import os
 import re
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -44,6 +55,7 @@ from plait.cluster.interfaces import IDelayedCall
 from ._abnf import is_token
 from ._content_coding import ACCEPT_ENCODING
 from ._headers import Headers, to_bytes
+from ._proxy import EnvProxies, ProxyURL, parse_proxy_url
 from .client_pool import HTTPConnectionPool, PoolKey
 from .client_protocol import Exchange, HTTPClientProtocol
 from .client_response import (
@@ -51,6 +63,7 @@ from .client_response import (
     ConnectTimeout,
     HTTPClientError,
     MalformedResponse,
+    ProxyError,
     RequestTimeout,
     ResponseFailed,
     ResponseNeverReceived,
@@ -65,6 +78,7 @@ __all__ = [
     "HTTPClientError",
     "HTTPConnectionPool",
     "MalformedResponse",
+    "ProxyError",
     "RequestTimeout",
     "ResponseFailed",
     "ResponseNeverReceived",
@@ -108,6 +122,18 @@ class Agent:
             and send ``Accept-Encoding: gzip, deflate`` unless the request has an
             ``Accept-Encoding`` of its own. ``max_body_size`` then counts decoded
             bytes.
+        proxy: ``http://[user:pass@]host:port`` of a forward proxy for every
+            request: ``http://`` URLs are sent to it in absolute form, ``https://``
+            ones through a ``CONNECT`` tunnel. ``None``: no proxy (unless
+            ``trust_env``).
+        trust_env: With no ``proxy``, take proxies from ``http_proxy``,
+            ``https_proxy`` and ``no_proxy`` (either case; lower case wins), read
+            once, here. Off by default: the environment does not redirect traffic
+            unless asked to.
+
+    Raises:
+        ValueError: a bad setting, or a proxy URL (given or from the environment)
+            with a scheme other than ``http`` (``socks5://``, say) or no host.
 
     Example:
         >>> from plait.cluster.testing import MemoryReactor
@@ -133,6 +159,8 @@ class Agent:
         max_redirects: int = 10,
         tls_options: Any = None,
         decompress: bool = True,
+        proxy: str | None = None,
+        trust_env: bool = False,
     ) -> None:
         if not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0, not {connect_timeout!r}")
@@ -148,6 +176,11 @@ class Agent:
         self.max_redirects = max_redirects
         self._tls_options = tls_options
         self.decompress = decompress
+        self.proxy: ProxyURL | None = parse_proxy_url(proxy) if proxy is not None else None
+        self.trust_env = trust_env
+        self._env = (
+            EnvProxies.from_environ(os.environ) if trust_env and proxy is None else EnvProxies()
+        )
 
     def request(
         self,
@@ -186,8 +219,10 @@ class Agent:
         prepared = _prepare(method, url, headers, body)
         if self.decompress and b"accept-encoding" not in prepared.headers.lower_names():
             prepared.headers.add(b"Accept-Encoding", ACCEPT_ENCODING)
-        if prepared.key[0] == "https" and not hasattr(self.reactor, "connect_ssl"):
-            raise ValueError(f"{url!r}: this reactor cannot make TLS connections (no connect_ssl)")
+        if prepared.key[0] == "https":
+            needed = "start_tls" if self._proxy_for(prepared.key) is not None else "connect_ssl"
+            if not hasattr(self.reactor, needed):
+                raise ValueError(f"{url!r}: this reactor cannot make TLS connections (no {needed})")
         if self.follow_redirects:
             return Deferred.from_coroutine(self._follow(prepared, limit))
         return _Call(self, prepared, limit).deferred
@@ -221,27 +256,77 @@ class Agent:
         """
         return self.pool.close_idle()
 
-    def _connect(self, prepared: _Prepared) -> Deferred[HTTPClientProtocol]:
-        scheme, host, port = prepared.key
+    def _proxy_for(self, key: PoolKey) -> ProxyURL | None:
+        if self.proxy is not None:
+            return self.proxy
+        return self._env.for_url(*key)
+
+    def _route(self, prepared: _Prepared) -> _Route:
+        """Where ``prepared`` goes: direct, to a proxy, or through a tunnel."""
+        key = prepared.key
+        scheme, host, port = key
+        proxy = self._proxy_for(key)
+        if proxy is None:
+            return _Route(
+                key, lambda: self._connect(scheme, host, port), prepared.target, prepared.headers
+            )
+        headers = prepared.headers.copy()
+        authorization = proxy.authorization
+        if scheme == "http":
+            if authorization is not None:
+                headers.set(b"Proxy-Authorization", authorization)
+            return _Route(
+                ("http-proxy", proxy.host, proxy.port),
+                lambda: self._connect("http", proxy.host, proxy.port),
+                b"http://" + prepared.authority + prepared.target,
+                headers,
+            )
+        headers.remove(b"proxy-authorization")  # the origin would see it
+        return _Route(
+            (f"https-via-{proxy.label}", host, port),
+            lambda: self._tunnel(proxy, host, port),
+            prepared.target,
+            headers,
+        )
+
+    def _connect(self, scheme: str, host: str, port: int) -> Deferred[HTTPClientProtocol]:
         seconds = self.connect_timeout
         if scheme == "https":
             options = self._options_for(host)
             d = self.reactor.connect_ssl(host, port, HTTPClientProtocol, options, timeout=seconds)
         else:
             d = self.reactor.connect_tcp(host, port, HTTPClientProtocol, timeout=seconds)
+        return self._timed(d, f"connecting to {host} port {port}")
+
+    def _tunnel(self, proxy: ProxyURL, host: str, port: int) -> Deferred[HTTPClientProtocol]:
+        from .client_tunnel import open_tunnel
+
+        shown = f"[{host}]" if ":" in host else host
+        authority = f"{shown}:{port}".encode("ascii")
+        d = open_tunnel(
+            self.reactor,
+            proxy,
+            authority,
+            self._options_for(host),
+            timeout=self.connect_timeout,
+            user_agent=_USER_AGENT,
+        )
+        return self._timed(d, f"opening a tunnel to {shown} port {port} through {proxy}")
+
+    def _timed(self, d: Deferred[HTTPClientProtocol], what: str) -> Deferred[HTTPClientProtocol]:
+        """Bound ``d`` by ``connect_timeout``; a timeout becomes ``ConnectTimeout``."""
+        seconds = self.connect_timeout
         d.add_timeout(seconds, self.reactor)
 
         def timed_out(failure: Failure) -> Failure:
             if failure.check(TimeoutError) and not failure.check(ConnectTimeout):
-                error = ConnectTimeout(
-                    f"connecting to {host} port {port} timed out after {seconds} seconds"
-                )
+                error = ConnectTimeout(f"{what} timed out after {seconds} seconds")
                 error.__cause__ = failure.value
                 return Failure(error)
             return failure
 
         d.add_errback(timed_out)
-        return d  # type: ignore[no-any-return]
+        return d
 
     def _options_for(self, host: str) -> Any:
         if self._tls_options is not None:
@@ -251,17 +336,43 @@ class Agent:
         return client_options(host)
 
 
-class _Prepared:
-    """A checked request: wire head fields, body and pool key."""
+class _Route:
+    """How one request travels: pool key, connector, request target and headers."""
 
-    __slots__ = ("body", "headers", "key", "method", "replayable", "target", "url")
+    __slots__ = ("connect", "headers", "key", "target")
 
     def __init__(
-        self, method: bytes, url: str, key: PoolKey, target: bytes, headers: Headers, body: Any
+        self,
+        key: PoolKey,
+        connect: Callable[[], Deferred[HTTPClientProtocol]],
+        target: bytes,
+        headers: Headers,
+    ) -> None:
+        self.key = key
+        self.connect = connect
+        self.target = target
+        self.headers = headers
+
+
+class _Prepared:
+    """A checked request: wire head fields, body and origin (``key``)."""
+
+    __slots__ = ("authority", "body", "headers", "key", "method", "replayable", "target", "url")
+
+    def __init__(
+        self,
+        method: bytes,
+        url: str,
+        key: PoolKey,
+        authority: bytes,
+        target: bytes,
+        headers: Headers,
+        body: Any,
     ) -> None:
         self.method = method
         self.url = url
         self.key = key
+        self.authority = authority
         self.target = target
         self.headers = headers
         self.body = body
@@ -278,6 +389,7 @@ class _Call:
         "_prepared",
         "_protocol",
         "_retried",
+        "_route",
         "_timeout",
         "deferred",
     )
@@ -285,6 +397,7 @@ class _Call:
     def __init__(self, agent: Agent, prepared: _Prepared, timeout: float | None) -> None:
         self._agent = agent
         self._prepared = prepared
+        self._route = agent._route(prepared)
         self._timeout = timeout
         self._retried = False
         self._protocol: HTTPClientProtocol | None = None
@@ -296,10 +409,8 @@ class _Call:
         self._acquire(fresh=False)
 
     def _acquire(self, fresh: bool) -> None:
-        prepared = self._prepared
-        pending = self._agent.pool.acquire(
-            prepared.key, lambda: self._agent._connect(prepared), fresh=fresh
-        )
+        route = self._route
+        pending = self._agent.pool.acquire(route.key, route.connect, fresh=fresh)
         if not pending.called:
             self._pending = pending
         pending.add_callbacks(self._connected, self._not_connected)
@@ -317,8 +428,8 @@ class _Call:
         prepared = self._prepared
         exchange = Exchange(
             method=prepared.method,
-            target=prepared.target,
-            headers=prepared.headers,
+            target=self._route.target,
+            headers=self._route.headers,
             body=prepared.body,
             url=prepared.url,
             max_body_size=self._agent.max_body_size,
@@ -372,14 +483,14 @@ class _Call:
 
     def _abort(self, error: BaseException) -> None:
         pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.cancel()
         protocol = self._protocol
-        if protocol is not None:
-            protocol.abort_exchange(error)  # fails the body too; calls _on_done
-        if not self.deferred.called:
+        if not self.deferred.called:  # first: the cancelled attempt's error is not ours
             self._finish()
             self.deferred.errback(error)
+        if pending is not None:
+            pending.cancel()
+        if protocol is not None:
+            protocol.abort_exchange(error)  # fails the body too; calls _on_done
 
     def _finish(self) -> None:
         delayed, self._delayed = self._delayed, None
@@ -478,7 +589,7 @@ def _prepare(method: str | bytes, url: str, headers: HeaderInput, body: Any) -> 
             f" or a body producer, not {type(body).__name__}"
         )
     _check_fields(fields)
-    return _Prepared(raw_method, url, (scheme, host, port), target, fields, body)
+    return _Prepared(raw_method, url, (scheme, host, port), host_header, target, fields, body)
 
 
 def _headers(headers: HeaderInput) -> Headers:

@@ -32,6 +32,7 @@ __all__ = [
     "ConnectTimeout",
     "HTTPClientError",
     "MalformedResponse",
+    "ProxyError",
     "RequestTimeout",
     "ResponseBody",
     "ResponseFailed",
@@ -67,6 +68,21 @@ class RequestTimeout(HTTPClientError, DeferredTimeoutError):
 
 class ConnectTimeout(RequestTimeout):
     """No connection to the server was made within ``connect_timeout``."""
+
+
+class ProxyError(HTTPClientError, ConnectionError):
+    """The proxy refused or broke a ``CONNECT`` tunnel.
+
+    Attributes:
+        status: The proxy's status code (407, 502, ...), or ``None`` when it closed
+            the connection or sent no valid answer.
+        proxy: The proxy, password masked (``http://user:***@host:port``).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, proxy: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.proxy = proxy
 
 
 class TooManyRedirects(HTTPClientError):
