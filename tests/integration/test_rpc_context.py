@@ -14,9 +14,10 @@ import zmq
 
 from plait.cluster import _rpc_context
 from plait.cluster._rpc_context import BUSY, CAP, UP, IoThreads, bus_context, new_context
-from plait.cluster.defer import CancelledError, Deferred, gather
+from plait.cluster.defer import CancelledError, ensure_deferred
 from plait.cluster.reactor import Reactor
 from plait.cluster.rpc import Bus
+from plait.cluster.task import defer_later
 
 _SCHED_BATCH = getattr(os, "SCHED_BATCH", 3)
 _SCHED_OTHER = getattr(os, "SCHED_OTHER", 0)
@@ -323,7 +324,7 @@ def test_threads_that_ended_are_looked_up_again(
 
 
 @linux_only
-def test_pipelined_calls_put_the_real_io_thread_under_sched_batch_and_single_calls_take_it_back(
+def test_bursts_put_the_real_io_thread_under_sched_batch_and_single_calls_take_it_back(
     reactor: Reactor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_bus_context: None
 ) -> None:
     if not _rpc_context._can_adapt():
@@ -332,44 +333,43 @@ def test_pipelined_calls_put_the_real_io_thread_under_sched_batch_and_single_cal
     address = f"ipc://{tmp_path}/run/bus.sock"
     server = Bus("server", reactor, bind=address)
     server.expose("add", lambda a, b: a + b)
+    server.expose("note", lambda i: None)
     client = Bus("client", reactor, connect=[address])
     server.start()
     started = client.start()
     io_threads = io_threads_of(client)
     assert io_threads is not None and io_threads is io_threads_of(server)
     prefix = f"{io_threads.prefix}/ZMQbg/IO/"
+
+    async def main() -> tuple[object, ...]:
+        await started
+        # Bursts: each round the client's one pump sends 500 notifications and the
+        # server reads them in large pumps. On a loaded machine messages may trickle
+        # in (small pumps lower the score), hence rounds until the switch, bounded.
+        for _ in range(50):
+            if io_threads.batch:
+                break
+            expected = server.statistics().calls_received + 500
+            for i in range(500):
+                client.notify("server", "note", i)
+            while server.statistics().calls_received < expected:
+                await defer_later(reactor, 0.001)
+        under_burst = (io_threads.batch, thread_policies(prefix))
+        # One call at a time moves two messages a pump: the score falls to 0.
+        for _ in range(10 * CAP):
+            if not io_threads.batch:
+                break
+            assert await client.call("server", "add", 1, 1) == 2
+        return under_burst, io_threads.batch, io_threads.switches
+
     outcome: list[object] = []
-
-    def burst(_: object = None) -> Deferred[Any]:
-        return gather([client.call("server", "add", i, 1) for i in range(200)])
-
-    def one_by_one(_: object, left: int = 3 * CAP) -> Deferred[Any] | None:
-        if left == 0:
-            return None
-        return client.call("server", "add", 1, 1).add_callback(one_by_one, left - 1)
-
-    def record(value: object) -> None:
-        outcome.append(value)
-        reactor.stop()
-
-    def pipelined(_: object) -> Deferred[Any]:
-        d = burst()
-        for _ in range(7):
-            d.add_callback(burst)
-        return d
-
-    def check_batch(_: object) -> None:
-        assert io_threads.batch
-        assert thread_policies(prefix) == [_SCHED_BATCH]
-
-    started.add_callback(pipelined).add_callback(check_batch).add_callback(
-        one_by_one
-    ).add_both(record)
+    d = ensure_deferred(main())
+    d.add_both(outcome.append)
+    d.add_both(lambda _: reactor.stop())
     reactor.call_later(10, reactor.stop)
     try:
         reactor.run()
     finally:
         client.stop(), server.stop()
-    assert outcome == [None]
-    assert not io_threads.batch and io_threads.switches == 2
+    assert outcome == [((True, [_SCHED_BATCH]), False, 2)]
     wait_for(lambda: thread_policies(prefix) == [_SCHED_OTHER])
