@@ -8,14 +8,15 @@ default agent on ``get_reactor()``. See docs/http-client.md.
 Theory of operation. ``Agent.request`` checks the URL, method, headers and body at
 once (``ValueError``/``TypeError`` raised, not errbacked), builds the request head
 (``Host``, ``User-Agent``, framing: ``Content-Length`` for bytes and sized
-producers, chunked otherwise) and starts a ``_Call``. The call asks the pool for a
-connection to ``(scheme, host, port)``, runs one ``Exchange`` on it and fires the
-Deferred with the response head. One timer (``timeout``) covers the whole call,
-body included; cancelling the Deferred before the head arrives aborts the
-connection (it is never reused). If a *reused* connection closes before any
-response byte arrives, an idempotent request with a replayable body (``None`` or
-bytes) is sent once more on a fresh connection, as Twisted's pool does: the
-server may have closed the idle connection just as the request left.
+producers, chunked otherwise; all in the sans-IO ``_client_request``) and starts
+a ``_Call``. The call asks the pool for a connection to ``(scheme, host, port)``,
+runs one ``Exchange`` on it and fires the Deferred with the response head. One
+timer (``timeout``) covers the whole call, body included; cancelling the Deferred
+before the head arrives aborts the connection (it is never reused). If a *reused*
+connection closes before any response byte arrives, an idempotent request with a
+replayable body (``None`` or bytes) is sent once more on a fresh connection, as
+Twisted's pool does: the server may have closed the idle connection just as the
+request left.
 
 With ``decompress=True`` (the default, as in requests and aiohttp) a request
 without ``Accept-Encoding`` asks for ``gzip, deflate``, and a gzip or deflate
@@ -25,7 +26,8 @@ without ``Accept-Encoding`` asks for ``gzip, deflate``, and a gzip or deflate
 Redirects are not followed unless ``follow_redirects=True`` (RFC 9110 section
 15.4): 301/302/303 turn a POST into a GET without a body (303: any method but
 HEAD), 307/308 keep method and body when the body can be sent again, and
-``Authorization``/``Cookie`` are dropped on a change of origin.
+``Authorization``/``Cookie`` are dropped on a change of origin
+(``_client_request.redirected``).
 
 Proxies (``proxy=``, or ``trust_env=True`` for ``HTTP_PROXY``/``HTTPS_PROXY``/
 ``NO_PROXY``; settings in ``_proxy``). Each ``_Call`` asks the agent for its
@@ -41,20 +43,24 @@ of the request is never sent inside a tunnel, where only the origin would see it
 from __future__ import annotations
 
 import enum
-import functools
 import os
-import re
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
 
 from plait.cluster.defer import CancelledError, Deferred
 from plait.cluster.failure import Failure
 from plait.cluster.interfaces import IDelayedCall
 
-from ._abnf import is_token
+from ._client_request import IDEMPOTENT as _IDEMPOTENT
+from ._client_request import REDIRECTS as _REDIRECTS
+from ._client_request import USER_AGENT as _USER_AGENT
+from ._client_request import HeaderInput
+from ._client_request import Prepared as _Prepared
+from ._client_request import check_timeout as _check_timeout
+from ._client_request import prepare as _prepare
+from ._client_request import redirected as _redirected
 from ._content_coding import ACCEPT_ENCODING
-from ._headers import Headers, to_bytes
+from ._headers import Headers
 from ._proxy import EnvProxies, ProxyURL, parse_proxy_url
 from .client_pool import HTTPConnectionPool, PoolKey
 from .client_protocol import Exchange, HTTPClientProtocol
@@ -87,16 +93,6 @@ __all__ = [
     "get",
     "request",
 ]
-
-HeaderInput = Headers | Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[Any, Any]] | None
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-_BODY_EXPECTED = frozenset({b"POST", b"PUT", b"PATCH"})
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
-_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
-_USER_AGENT = b"plait/0.1"
 
 
 class _Unset(enum.Enum):
@@ -354,31 +350,6 @@ class _Route:
         self.headers = headers
 
 
-class _Prepared:
-    """A checked request: wire head fields, body and origin (``key``)."""
-
-    __slots__ = ("authority", "body", "headers", "key", "method", "replayable", "target", "url")
-
-    def __init__(
-        self,
-        method: bytes,
-        url: str,
-        key: PoolKey,
-        authority: bytes,
-        target: bytes,
-        headers: Headers,
-        body: Any,
-    ) -> None:
-        self.method = method
-        self.url = url
-        self.key = key
-        self.authority = authority
-        self.target = target
-        self.headers = headers
-        self.body = body
-        self.replayable = body is None or isinstance(body, bytes)
-
-
 class _Call:
     """One request through the pool, with its timer, cancellation and one retry."""
 
@@ -496,146 +467,6 @@ class _Call:
         delayed, self._delayed = self._delayed, None
         if delayed is not None and delayed.active():
             delayed.cancel()
-
-
-# -- checking and preparing a request -------------------------------------------------------
-
-
-def _check_timeout(timeout: object) -> None:
-    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-        raise ValueError(f"timeout must be None or > 0, not {timeout!r}")
-
-
-def _split_url(url: object) -> tuple[str, str, int, bytes, bytes]:
-    """Return ``(scheme, host, port, Host header value, target)``.
-
-    Raises:
-        ValueError: not an absolute http(s) URL with a host and a valid port.
-    """
-    if not isinstance(url, str):
-        raise ValueError(f"the URL must be a str, not {type(url).__name__}")
-    return _split_str_url(url)
-
-
-@functools.lru_cache(maxsize=512)  # clients ask the same URLs again and again
-def _split_str_url(url: str) -> tuple[str, str, int, bytes, bytes]:
-    if _BAD_URL_CHARS.search(url):
-        raise ValueError(f"the URL {url!r} contains spaces or control characters")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r} (use http or https)")
-    host = parts.hostname
-    if not host:
-        raise ValueError(f"the URL {url!r} has no host")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"the URL {url!r} has an invalid port") from exc
-    if port == 0:
-        raise ValueError(f"the URL {url!r} has an invalid port")
-    if port is None:
-        port = _DEFAULT_PORTS[scheme]
-    try:
-        host_ascii = host.encode("idna").decode("ascii") if not host.isascii() else host
-    except UnicodeError as exc:
-        raise ValueError(f"the URL {url!r} has an invalid host name") from exc
-    shown = f"[{host_ascii}]" if ":" in host_ascii else host_ascii
-    if port != _DEFAULT_PORTS[scheme]:
-        shown = f"{shown}:{port}"
-    path = quote(parts.path or "/", safe=_PATH_SAFE)
-    target = path if not parts.query else f"{path}?{quote(parts.query, safe=_PATH_SAFE + '?')}"
-    return scheme, host_ascii, port, shown.encode("ascii"), target.encode("ascii")
-
-
-def _prepare(method: str | bytes, url: str, headers: HeaderInput, body: Any) -> _Prepared:
-    raw_method = to_bytes(method) if isinstance(method, str | bytes) else b""
-    if not is_token(raw_method):
-        raise ValueError(f"invalid HTTP method {method!r}")
-    if raw_method == b"CONNECT":
-        raise ValueError("CONNECT (tunnels) is not supported by the HTTP client")
-    scheme, host, port, host_header, target = _split_url(url)
-    fields = _headers(headers)
-    names = fields.lower_names()
-    if b"upgrade" in names:
-        raise ValueError(
-            "Upgrade is not supported by the HTTP client (for WebSocket, use"
-            " plait.protocols.websocket.connect)"
-        )
-    if b"host" not in names:
-        fields.add(b"Host", host_header)
-    if b"user-agent" not in names:
-        fields.add(b"User-Agent", _USER_AGENT)
-    if isinstance(body, bytearray | memoryview):
-        body = bytes(body)
-    if isinstance(body, bytes):
-        if body or raw_method in _BODY_EXPECTED:
-            fields.set(b"Content-Length", str(len(body)).encode("ascii"))
-    elif body is None:
-        if raw_method in _BODY_EXPECTED and b"content-length" not in names:
-            fields.add(b"Content-Length", b"0")
-    elif hasattr(body, "start_producing"):
-        length = getattr(body, "length", None)
-        if isinstance(length, int) and length >= 0:
-            fields.set(b"Content-Length", str(length).encode("ascii"))
-        elif b"content-length" not in names:
-            fields.set(b"Transfer-Encoding", b"chunked")
-    elif isinstance(body, AsyncIterable | Iterable) and not isinstance(body, str):
-        if b"content-length" not in names:
-            fields.set(b"Transfer-Encoding", b"chunked")
-    else:
-        raise TypeError(
-            f"the request body must be bytes, an iterable or async iterable of bytes,"
-            f" or a body producer, not {type(body).__name__}"
-        )
-    _check_fields(fields)
-    return _Prepared(raw_method, url, (scheme, host, port), host_header, target, fields, body)
-
-
-def _headers(headers: HeaderInput) -> Headers:
-    if headers is None:
-        return Headers()
-    if isinstance(headers, Headers):
-        return headers.copy()
-    try:
-        if isinstance(headers, Mapping):
-            return Headers(headers.items())
-        return Headers(headers)
-    except (TypeError, ValueError, UnicodeError) as exc:
-        raise ValueError(f"invalid request headers: {exc}") from exc
-
-
-def _check_fields(fields: Headers) -> None:
-    for name, value in fields.raw_items():
-        if not is_token(name):
-            raise ValueError(f"invalid header name {name!r}")
-        if _BAD_VALUE.search(value):
-            raise ValueError(f"invalid header value {value!r} for {name!r}")
-
-
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def _redirected(prepared: _Prepared, status: int, location: str) -> _Prepared | None:
-    """The request to send after a redirect, or None when it cannot be followed."""
-    url = urljoin(prepared.url, location)
-    method = prepared.method
-    body = prepared.body
-    if (status == 303 and method != b"HEAD") or (status in (301, 302) and method == b"POST"):
-        method, body = b"GET", None
-    elif not prepared.replayable:
-        return None  # 307/308 must resend the body, and this one was consumed
-    headers = prepared.headers.copy()
-    for name in (b"host", b"content-length", b"transfer-encoding"):
-        headers.remove(name)
-    try:
-        follow = _prepare(method, url, headers, body)
-    except ValueError:
-        return None  # a Location we cannot follow (another scheme, say): hand it back
-    if follow.key != prepared.key:
-        for name in (b"authorization", b"cookie", b"proxy-authorization"):
-            follow.headers.remove(name)
-    return follow
 
 
 # -- the default agent ----------------------------------------------------------------------
