@@ -52,6 +52,36 @@ def outcome(reactor: Reactor, d: Deferred[Any], limit: float = 5.0) -> Any:
     return got[0]
 
 
+def run_deferred(reactor: Any, main: Callable[[], Deferred[Any]], limit: float = 10.0) -> Any:
+    """Run ``reactor`` until the Deferred that ``main()`` returns fires; its result.
+
+    ``main`` is called once the reactor runs; a failure is raised here, and so is
+    ``TimeoutError`` when nothing fired within ``limit`` seconds.
+    """
+    outcome: list[Any] = []
+
+    def start() -> None:
+        d = main()
+        d.add_both(outcome.append)
+        d.add_both(lambda _: reactor.stop())
+
+    def give_up() -> None:
+        outcome.append(TimeoutError(f"not done in {limit} s"))
+        reactor.stop()
+
+    reactor.call_when_running(start)
+    guard = reactor.call_later(limit, give_up)
+    reactor.run(install_signal_handlers=False)
+    if guard.active():
+        guard.cancel()
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    if hasattr(result, "raise_exception"):
+        result.raise_exception()
+    return result
+
+
 def closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

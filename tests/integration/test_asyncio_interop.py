@@ -26,6 +26,7 @@ from aiohttp import web
 from plait.cluster.defer import Deferred, ensure_deferred
 from plait.cluster.protocol import Protocol
 from plait.cluster.reactor import AsyncioReactor
+from tests.reactor_support import run_deferred
 
 _LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -38,33 +39,6 @@ def loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
     the_loop = _LOOPS[request.param]()
     yield the_loop
     the_loop.close()
-
-
-def run_reactor(reactor: AsyncioReactor, main: Callable[[], Deferred[Any]],
-                limit: float = 10.0) -> Any:
-    """Run ``reactor`` until the Deferred ``main()`` returns fires; its result."""
-    outcome: list[Any] = []
-
-    def start() -> None:
-        d = main()
-        d.add_both(outcome.append)
-        d.add_both(lambda _: reactor.stop())
-
-    def give_up() -> None:
-        outcome.append(TimeoutError(f"not done in {limit} s"))
-        reactor.stop()
-
-    reactor.call_when_running(start)
-    guard = reactor.call_later(limit, give_up)
-    reactor.run(install_signal_handlers=False)
-    if guard.active():
-        guard.cancel()
-    (result,) = outcome[:1]
-    if isinstance(result, BaseException):
-        raise result
-    if hasattr(result, "raise_exception"):
-        result.raise_exception()
-    return result
 
 
 # ------------------------------------------ asyncio streams inside a Plait protocol
@@ -133,7 +107,7 @@ def test_a_plait_protocol_awaits_asyncio_streams_on_the_same_loop(
             await upstream.wait_closed()
 
     try:
-        got = run_reactor(reactor, lambda: ensure_deferred(main()))
+        got = run_deferred(reactor, lambda: ensure_deferred(main()))
     finally:
         reactor.close()
     assert sorted(got.splitlines()) == [b"relayed ONE", b"relayed TWO"]
@@ -168,7 +142,7 @@ def test_a_plait_program_fetches_a_page_with_aiohttp(loop: asyncio.AbstractEvent
             await runner.cleanup()
 
     try:
-        got = run_reactor(reactor, lambda: ensure_deferred(main()))
+        got = run_deferred(reactor, lambda: ensure_deferred(main()))
     finally:
         reactor.close()
     assert got == (200, "hello plait")

@@ -28,6 +28,7 @@ from plait.cluster.protocol import DatagramProtocol, ProcessProtocol, Protocol
 from plait.cluster.reactor import AsyncioReactor
 from plait.cluster.task import defer_later
 from plait.cluster.tls import client_options, server_options
+from tests.reactor_support import run_deferred
 from tests.tls_certs import Certs, make_certs
 
 _LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -51,29 +52,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 def run_main(reactor: AsyncioReactor, main: Callable[[], Any], limit: float = 10.0) -> Any:
-    """Run ``ensure_deferred(main())`` on the reactor; its result (or raise its error)."""
-    outcome: list[Any] = []
-
-    def start() -> None:
-        d = ensure_deferred(main())
-        d.add_both(outcome.append)
-        d.add_both(lambda _: reactor.stop())
-
-    def give_up() -> None:
-        outcome.append(TimeoutError(f"not done in {limit} s"))
-        reactor.stop()
-
-    reactor.call_when_running(start)
-    guard = reactor.call_later(limit, give_up)
-    reactor.run(install_signal_handlers=False)
-    if guard.active():
-        guard.cancel()
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    if hasattr(result, "raise_exception"):
-        result.raise_exception()
-    return result
+    """Run the coroutine ``main()`` on the reactor; its result (or raise its error)."""
+    return run_deferred(reactor, lambda: ensure_deferred(main()), limit)
 
 
 # ----------------------------------------------------------------------- UDP

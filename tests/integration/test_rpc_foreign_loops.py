@@ -21,10 +21,10 @@ import pytest
 import uvloop
 
 from plait.cluster.defer import CancelledError, Deferred, ensure_deferred, gather
-from plait.cluster.failure import Failure
 from plait.cluster.reactor import AsyncioReactor
 from plait.cluster.rpc import Bus, PeerLost
 from plait.cluster.task import defer_later
+from tests.reactor_support import run_deferred
 
 CHILD = Path(__file__).with_name("rpc_child.py")
 _LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -50,29 +50,8 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def run_main(reactor: AsyncioReactor, main: Callable[[], Any], limit: float = 10.0) -> Any:
-    """Run ``ensure_deferred(main())`` on the reactor; its result (or raise its error)."""
-    outcome: list[Any] = []
-
-    def start() -> None:
-        d = ensure_deferred(main())
-        d.add_both(outcome.append)
-        d.add_both(lambda _: reactor.stop())
-
-    def give_up() -> None:
-        outcome.append(TimeoutError(f"not done in {limit} s"))
-        reactor.stop()
-
-    reactor.call_when_running(start)
-    guard = reactor.call_later(limit, give_up)
-    reactor.run(install_signal_handlers=False)
-    if guard.active():
-        guard.cancel()
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    if isinstance(result, Failure):
-        result.raise_exception()
-    return result
+    """Run the coroutine ``main()`` on the reactor; its result (or raise its error)."""
+    return run_deferred(reactor, lambda: ensure_deferred(main()), limit)
 
 
 async def wait_for(reactor: AsyncioReactor, condition: Callable[[], bool]) -> None:
