@@ -177,6 +177,7 @@ class Agent:
         self._env = (
             EnvProxies.from_environ(os.environ) if trust_env and proxy is None else EnvProxies()
         )
+        self._env_empty = self._env.http is None and self._env.https is None
 
     def request(
         self,
@@ -255,17 +256,17 @@ class Agent:
     def _proxy_for(self, key: PoolKey) -> ProxyURL | None:
         if self.proxy is not None:
             return self.proxy
+        if self._env_empty:
+            return None
         return self._env.for_url(*key)
 
     def _route(self, prepared: _Prepared) -> _Route:
         """Where ``prepared`` goes: direct, to a proxy, or through a tunnel."""
         key = prepared.key
-        scheme, host, port = key
         proxy = self._proxy_for(key)
         if proxy is None:
-            return _Route(
-                key, lambda: self._connect(scheme, host, port), prepared.target, prepared.headers
-            )
+            return _Route(key, self._connect, key, prepared.target, prepared.headers)
+        scheme, host, port = key
         headers = prepared.headers.copy()
         authorization = proxy.authorization
         if scheme == "http":
@@ -273,14 +274,16 @@ class Agent:
                 headers.set(b"Proxy-Authorization", authorization)
             return _Route(
                 ("http-proxy", proxy.host, proxy.port),
-                lambda: self._connect("http", proxy.host, proxy.port),
+                self._connect,
+                ("http", proxy.host, proxy.port),
                 b"http://" + prepared.authority + prepared.target,
                 headers,
             )
         headers.remove(b"proxy-authorization")  # the origin would see it
         return _Route(
             (f"https-via-{proxy.label}", host, port),
-            lambda: self._tunnel(proxy, host, port),
+            self._tunnel,
+            (proxy, host, port),
             prepared.target,
             headers,
         )
@@ -335,19 +338,25 @@ class Agent:
 class _Route:
     """How one request travels: pool key, connector, request target and headers."""
 
-    __slots__ = ("connect", "headers", "key", "target")
+    __slots__ = ("_args", "_connector", "headers", "key", "target")
 
     def __init__(
         self,
         key: PoolKey,
-        connect: Callable[[], Deferred[HTTPClientProtocol]],
+        connector: Callable[..., Deferred[HTTPClientProtocol]],
+        args: tuple[Any, ...],
         target: bytes,
         headers: Headers,
     ) -> None:
         self.key = key
-        self.connect = connect
+        self._connector = connector
+        self._args = args
         self.target = target
         self.headers = headers
+
+    def connect(self) -> Deferred[HTTPClientProtocol]:
+        """A new connection for this route (the pool calls this when it has none)."""
+        return self._connector(*self._args)
 
 
 class _Call:

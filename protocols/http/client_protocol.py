@@ -586,6 +586,7 @@ def _decoder_for(exchange: Exchange, head: Response) -> ContentDecoder | None:
         not exchange.decompress
         or exchange.method == b"HEAD"
         or head.status_code in _NO_BODY_STATUSES
+        or b"content-encoding" not in head.headers.lower_names()
     ):
         return None
     values = head.headers.get_list(b"content-encoding")
