@@ -393,31 +393,8 @@ class StreamTransport(WriteFlowControl):
 
     # ----------------------------------------------------------------- producers
 
-    def register_producer(self, producer: Any, streaming: bool) -> None:
-        """Attach a push (``streaming=True``) or pull producer.
-
-        Raises:
-            RuntimeError: a producer is registered already.
-        """
-        if self._producer is not None:
-            raise RuntimeError(f"{self!r} has a producer already: {self._producer!r}")
-        if self._lost:
-            producer.stop_producing()
-            return
-        self._producer = producer
-        self._streaming = bool(streaming)
-        self._producer_paused = False
-        if self._streaming:
-            if self._protocol_paused:
-                self._producer_paused = True
-                producer.pause_producing()
-        elif not self._buffer_size:
-            self._reactor.call_soon(self._pull)
-
-    def unregister_producer(self) -> None:
-        """Detach the producer."""
-        self._producer = None
-        self._producer_paused = False
+    def _may_pull(self) -> bool:
+        return not self._buffer_size
 
     def _pull(self) -> None:
         producer = self._producer

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["DEFAULT_HIGH_WATER", "WriteFlowControl", "call_hook", "write_buffer_limits"]
@@ -64,11 +65,13 @@ def write_buffer_limits(high: int | None, low: int | None) -> tuple[int, int]:
 
 
 class WriteFlowControl:
-    """Pausing and resuming the writer side of a stream transport (a mixin).
+    """Pausing and resuming the writer side of a stream transport, and its producer (a mixin).
 
-    The transport keeps ``_protocol``, ``_producer``, ``_streaming`` and the two
-    flags; it calls ``_pause_protocol`` when its buffer goes over the high water mark
-    and ``_resume_protocol`` when it drains under the low one.
+    The transport keeps ``_protocol``, ``_producer``, ``_streaming``, the two flags,
+    ``_lost`` and ``_reactor``, and defines ``_pull`` (ask a pull producer for more)
+    and ``_may_pull`` (whether to ask at once when one registers); it calls
+    ``_pause_protocol`` when its buffer goes over the high water mark and
+    ``_resume_protocol`` when it drains under the low one.
     """
 
     _protocol: Any
@@ -76,6 +79,36 @@ class WriteFlowControl:
     _streaming: bool
     _protocol_paused: bool
     _producer_paused: bool
+    _lost: bool
+    _reactor: Any
+    _pull: Callable[[], None]
+    _may_pull: Callable[[], bool]
+
+    def register_producer(self, producer: Any, streaming: bool) -> None:
+        """Attach a push (``streaming=True``) or pull producer.
+
+        Raises:
+            RuntimeError: a producer is registered already.
+        """
+        if self._producer is not None:
+            raise RuntimeError(f"{self!r} has a producer already: {self._producer!r}")
+        if self._lost:
+            producer.stop_producing()
+            return
+        self._producer = producer
+        self._streaming = bool(streaming)
+        self._producer_paused = False
+        if self._streaming:
+            if self._protocol_paused:
+                self._producer_paused = True
+                producer.pause_producing()
+        elif self._may_pull():
+            self._reactor.call_soon(self._pull)
+
+    def unregister_producer(self) -> None:
+        """Detach the producer."""
+        self._producer = None
+        self._producer_paused = False
 
     def _pause_protocol(self) -> None:
         if self._protocol_paused:
