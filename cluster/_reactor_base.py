@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from plait.cluster._signals import SignalHandlers
     from plait.cluster._tcp import Port
 
-__all__ = ["Handle", "ReactorBase", "ReactorNotRunning", "SignalHandlersMixin"]
+__all__ = ["Handle", "ReactorBase", "ReactorNotRunning", "SignalHandlersMixin", "drain_waker"]
 
 _log = logging.getLogger("plait.reactor")
 #: What a callback may raise without stopping the loop (see ``_reactor_select``).
@@ -74,6 +74,19 @@ class Handle:
     def __repr__(self) -> str:
         name = getattr(self._func, "__qualname__", repr(self._func))
         return f"<Handle {'cancelled' if self._cancelled else name}>"
+
+
+def drain_waker(waker: socket.socket) -> bytes:
+    """Everything the non-blocking ``waker`` socket holds now (wake-ups and signal bytes)."""
+    data = b""
+    while True:
+        try:
+            chunk = waker.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return data
+        if not chunk:
+            return data
+        data += chunk
 
 
 def _nothing(*args: object, **kwargs: object) -> None:

@@ -48,6 +48,7 @@ from plait.cluster._reactor_base import (
     Handle,
     ReactorBase,
     SignalHandlersMixin,
+    drain_waker,
 )
 from plait.cluster._signals import SignalHandlers
 from plait.cluster.interfaces import (
@@ -222,15 +223,7 @@ class QtReactor(SignalHandlersMixin, ReactorBase):
             _log.debug("could not wake the reactor: %s", exc)
 
     def _on_wake(self) -> None:
-        data = b""
-        while True:
-            try:
-                chunk = self._waker_r.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = drain_waker(self._waker_r)
         if data.strip(b"\0"):
             self._signals.dispatch(data)
         calls = self._thread_calls

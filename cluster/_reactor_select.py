@@ -65,7 +65,13 @@ from zope.interface import implementer
 
 from plait.cluster._delayed_call import DelayedCall
 from plait.cluster._fd_table import FdTable
-from plait.cluster._reactor_base import Handle, ReactorBase, ReactorNotRunning, SignalHandlersMixin
+from plait.cluster._reactor_base import (
+    Handle,
+    ReactorBase,
+    ReactorNotRunning,
+    SignalHandlersMixin,
+    drain_waker,
+)
 from plait.cluster._signals import SignalHandlers
 from plait.cluster.interfaces import (
     IReactorCore,
@@ -388,15 +394,7 @@ class Reactor(SignalHandlersMixin, ReactorBase):
             _log.debug("could not wake the reactor: %s", exc)
 
     def _on_wake(self) -> None:
-        data = b""
-        while True:
-            try:
-                chunk = self._waker_r.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = drain_waker(self._waker_r)
         self._wake_pending = False
         if data.strip(b"\0"):
             self._signals.dispatch(data)
