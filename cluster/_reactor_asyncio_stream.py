@@ -422,12 +422,7 @@ class AsyncioStreamTransport(WriteFlowControl):
         except Exception:
             _log.exception("connection_lost of %r failed", self._protocol)
         finally:
-            producer, self._producer = self._producer, None
-            if producer is not None:
-                try:
-                    producer.stop_producing()
-                except Exception:
-                    _log.exception("stop_producing of %r failed", producer)
+            self._stop_producer()
 
     # -------------------------------------------------------------------- misc
 

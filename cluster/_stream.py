@@ -473,12 +473,7 @@ class StreamTransport(WriteFlowControl):
             self._reactor.remove_reader(self._fd)
             self._reactor.remove_writer(self._fd)
             self._sock.close()
-            producer, self._producer = self._producer, None
-            if producer is not None:
-                try:
-                    producer.stop_producing()
-                except Exception:
-                    _log.exception("stop_producing of %r failed", producer)
+            self._stop_producer()
 
     # -------------------------------------------------------------------- misc
 

@@ -110,6 +110,15 @@ class WriteFlowControl:
         self._producer = None
         self._producer_paused = False
 
+    def _stop_producer(self) -> None:
+        """The connection is gone: tell the producer to stop, and forget it."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.stop_producing()
+            except Exception:
+                _log.exception("stop_producing of %r failed", producer)
+
     def _pause_protocol(self) -> None:
         if self._protocol_paused:
             return
