@@ -34,6 +34,8 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "foreign-loops": ("bench_foreign_loops.py", ["--runs", "1", "--duration", "3"]),
     "http-parser": ("bench_http_parser.py", ["--n", "20000", "--repeat", "3"]),
     "http": ("bench_http.py", ["--rounds", "1", "--secs", "3"]),
+    "http-client": ("bench_http_client.py", ["--runs", "1", "--duration", "2"]),
+    "websocket": ("bench_websocket.py", ["--runs", "1", "--duration", "2"]),
     "rpc": ("bench_rpc.py", ["--runs", "1", "--duration", "2"]),
 }
 
